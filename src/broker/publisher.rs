@@ -1,0 +1,223 @@
+//! Publishing with publisher confirms: result events, dead letters and parked retries.
+//! Every method returns only once the broker has confirmed, so the caller may then ack
+//! the job it came from.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel};
+
+use super::topology::Topology;
+use crate::result_event::ResultEvent;
+
+/// Headers the worker reads and writes on jobs and dead letters.
+pub mod headers {
+    /// Calls made to Pushwoosh so far (on a parked retry).
+    pub const ATTEMPTS: &str = "x-pushwoosh-attempts";
+    /// When the worker first received the job, ms since the Unix epoch.
+    pub const RECEIVED_AT: &str = "x-pushwoosh-received-at";
+    /// The last transient error (on a parked retry) or the final one (on a dead letter).
+    pub const LAST_ERROR: &str = "x-pushwoosh-last-error";
+    /// Why a job was dead-lettered: `unparseable`, `retries_exhausted`, `delivery_unknown`, `failed`.
+    pub const DEAD_REASON: &str = "x-pushwoosh-dead-reason";
+    pub const DEAD_AT: &str = "x-pushwoosh-dead-at";
+    pub const JOB_ID: &str = "x-pushwoosh-job-id";
+    pub const KIND: &str = "x-pushwoosh-kind";
+    pub const ORIGINAL_EXCHANGE: &str = "x-pushwoosh-original-exchange";
+    pub const ORIGINAL_ROUTING_KEY: &str = "x-pushwoosh-original-routing-key";
+}
+
+const PERSISTENT: u8 = 2;
+
+/// What a dead letter says about itself, in headers.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    pub reason: &'static str,
+    pub error: &'a str,
+    pub job_id: Option<&'a str>,
+    pub kind: &'a str,
+    pub attempts: u32,
+    pub original_exchange: &'a str,
+    pub original_routing_key: &'a str,
+}
+
+/// A retry to park: how many calls were made, since when, the error, and the wait.
+#[derive(Debug, Clone, Copy)]
+pub struct ParkedRetry<'a> {
+    pub attempts: u32,
+    pub received_at_ms: i64,
+    pub last_error: &'a str,
+    pub tier: Duration,
+    pub delay: Duration,
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+    topology: Topology,
+}
+
+impl Publisher {
+    /// `channel` must be in confirm mode.
+    pub fn new(channel: Channel, topology: Topology) -> Self {
+        Self { channel, topology }
+    }
+
+    /// Publishes a result to the results exchange and, when asked, to `reply_to`.
+    pub async fn publish_result(
+        &self,
+        event: &ResultEvent,
+        correlation_id: &str,
+        reply_to: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let body = event.to_json();
+        let routing_key = event.routing_key();
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(PERSISTENT)
+            .with_correlation_id(correlation_id.into())
+            .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64)
+            .with_type(ShortString::from(routing_key.as_str()));
+        let to_exchange = self.publish(
+            &self.topology.results_exchange,
+            &routing_key,
+            &body,
+            properties.clone(),
+        );
+        match reply_to {
+            Some(queue) if !queue.is_empty() => {
+                let (a, b) = tokio::join!(to_exchange, self.publish("", queue, &body, properties));
+                a.context("publishing the result")?;
+                b.with_context(|| format!("publishing the result to reply_to {queue}"))
+            }
+            _ => to_exchange.await.context("publishing the result"),
+        }
+    }
+
+    /// Puts the job's original bytes in the dead-letter queue, with headers saying why.
+    pub async fn dead_letter(
+        &self,
+        body: &[u8],
+        original: &BasicProperties,
+        letter: &DeadLetter<'_>,
+    ) -> anyhow::Result<()> {
+        let mut table = original.headers().clone().unwrap_or_default();
+        put_str(&mut table, headers::DEAD_REASON, letter.reason);
+        put_str(&mut table, headers::LAST_ERROR, letter.error);
+        put_str(&mut table, headers::KIND, letter.kind);
+        if let Some(id) = letter.job_id {
+            put_str(&mut table, headers::JOB_ID, id);
+        }
+        put_int(&mut table, headers::ATTEMPTS, i64::from(letter.attempts));
+        put_int(
+            &mut table,
+            headers::DEAD_AT,
+            chrono::Utc::now().timestamp_millis(),
+        );
+        put_str(
+            &mut table,
+            headers::ORIGINAL_EXCHANGE,
+            letter.original_exchange,
+        );
+        put_str(
+            &mut table,
+            headers::ORIGINAL_ROUTING_KEY,
+            letter.original_routing_key,
+        );
+        let properties = original
+            .clone()
+            .with_headers(table)
+            .with_delivery_mode(PERSISTENT);
+        self.publish("", &self.topology.dead_letter_queue, body, properties)
+            .await
+            .context("publishing the dead letter")
+    }
+
+    /// Parks a job in the retry tier queue; it comes back to the jobs queue after `delay`.
+    pub async fn park_retry(
+        &self,
+        body: &[u8],
+        original: &BasicProperties,
+        retry: &ParkedRetry<'_>,
+    ) -> anyhow::Result<()> {
+        let ParkedRetry {
+            attempts,
+            received_at_ms,
+            last_error,
+            tier,
+            delay,
+        } = *retry;
+        let mut table = original.headers().clone().unwrap_or_default();
+        put_int(&mut table, headers::ATTEMPTS, i64::from(attempts));
+        put_int(&mut table, headers::RECEIVED_AT, received_at_ms);
+        put_str(&mut table, headers::LAST_ERROR, last_error);
+        // The queue's own TTL is the tier; the message's expiration is its jittered delay.
+        let properties = original
+            .clone()
+            .with_headers(table)
+            .with_delivery_mode(PERSISTENT)
+            .with_expiration(ShortString::from(delay.as_millis().to_string()));
+        let queue = self.topology.retry_queue(tier);
+        self.publish("", &queue, body, properties)
+            .await
+            .with_context(|| format!("parking the retry in {queue}"))
+    }
+
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> anyhow::Result<()> {
+        let confirmation = self
+            .channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await?
+            .await?;
+        if confirmation.is_nack() {
+            bail!("the broker refused the message (nack)");
+        }
+        Ok(())
+    }
+}
+
+fn put_str(table: &mut FieldTable, key: &str, value: &str) {
+    table.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
+}
+
+fn put_int(table: &mut FieldTable, key: &str, value: i64) {
+    table.insert(key.into(), AMQPValue::LongLongInt(value));
+}
+
+/// Reads an integer header whatever integer type the sender used.
+pub fn header_int(properties: &BasicProperties, key: &str) -> Option<i64> {
+    match properties.headers().as_ref()?.inner().get(key)? {
+        AMQPValue::ShortShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Reads a string header.
+pub fn header_str(properties: &BasicProperties, key: &str) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}

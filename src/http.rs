@@ -1,0 +1,68 @@
+//! The operator's HTTP endpoints: `/metrics`, `/livez` (and `/healthz`), `/readyz`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::worker::Readiness;
+
+#[derive(Clone)]
+struct HttpState {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+pub fn router(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/livez", get(live))
+        .route("/healthz", get(live))
+        .route("/readyz", get(ready))
+        .with_state(HttpState { metrics, readiness })
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(metrics, readiness))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn render_metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn live() -> &'static str {
+    "ok\n"
+}
+
+async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    if state.readiness.is_ready() {
+        (
+            StatusCode::OK,
+            "ready: connected to the broker and consuming\n",
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: not connected to the broker or not consuming\n",
+        )
+    }
+}

@@ -1,0 +1,273 @@
+//! Decoding a delivery into a `Job`: the kind, the id, and the Pushwoosh request the
+//! producer wrote, refused early (before any call) when it cannot be a job at all.
+
+use serde_json::{Map, Value};
+
+/// Which Pushwoosh method a job maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    Push,
+    Sms,
+    Whatsapp,
+    Targeted,
+    Cancel,
+    Delete,
+    Details,
+    History,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 8] = [
+        JobKind::Push,
+        JobKind::Sms,
+        JobKind::Whatsapp,
+        JobKind::Targeted,
+        JobKind::Cancel,
+        JobKind::Delete,
+        JobKind::Details,
+        JobKind::History,
+    ];
+
+    pub fn parse(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Push => "push",
+            JobKind::Sms => "sms",
+            JobKind::Whatsapp => "whatsapp",
+            JobKind::Targeted => "targeted",
+            JobKind::Cancel => "cancel",
+            JobKind::Delete => "delete",
+            JobKind::Details => "details",
+            JobKind::History => "history",
+        }
+    }
+
+    /// The Pushwoosh Messages API method.
+    pub fn method(self) -> &'static str {
+        match self {
+            JobKind::Push => "createMessage",
+            JobKind::Sms => "createSMSMessage",
+            JobKind::Whatsapp => "createWhatsAppMessage",
+            JobKind::Targeted => "createTargetedMessage",
+            JobKind::Cancel => "cancelMessage",
+            JobKind::Delete => "deleteMessage",
+            JobKind::Details => "getMessageDetails",
+            JobKind::History => "getPushHistory",
+        }
+    }
+
+    /// Pushwoosh de-duplicates these by `transactionId`, so a repeated call is harmless.
+    pub fn has_transaction_id(self) -> bool {
+        matches!(self, JobKind::Push | JobKind::Targeted)
+    }
+}
+
+/// A job ready for the Pushwoosh call.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub kind: JobKind,
+    /// The request body as the producer sent it, minus `id` and `kind`.
+    pub request: Map<String, Value>,
+}
+
+impl Job {
+    pub fn application(&self) -> Option<&str> {
+        self.request.get("application").and_then(Value::as_str)
+    }
+}
+
+/// Why a delivery is not a job. Each carries what the result event needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodeError {
+    /// Not UTF-8 JSON at all: rejected, and the raw bytes are dead-lettered.
+    Unparseable {
+        job_id: Option<String>,
+        message: String,
+    },
+    /// Valid JSON that cannot be a job: rejected with a message, nothing else.
+    Invalid {
+        job_id: Option<String>,
+        kind: Option<JobKind>,
+        application: Option<String>,
+        message: String,
+    },
+}
+
+pub const MAX_ID_CHARS: usize = 128;
+
+/// Decodes a message body. `message_id` is the AMQP property, used when the body has no `id`.
+pub fn decode(body: &[u8], message_id: Option<&str>) -> Result<Job, DecodeError> {
+    let fallback_id = message_id.filter(|id| valid_id(id)).map(str::to_owned);
+    let value: Value = serde_json::from_slice(body).map_err(|e| DecodeError::Unparseable {
+        job_id: fallback_id.clone(),
+        message: format!("the job body is not valid UTF-8 JSON: {e}"),
+    })?;
+    let Value::Object(mut request) = value else {
+        return Err(DecodeError::Invalid {
+            job_id: fallback_id,
+            kind: None,
+            application: None,
+            message: format!(
+                "the job body must be a JSON object, not {}",
+                json_type_name(&value)
+            ),
+        });
+    };
+
+    let application = request
+        .get("application")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let kind_value = request.shift_remove("kind");
+    let kind = kind_value
+        .as_ref()
+        .and_then(Value::as_str)
+        .and_then(JobKind::parse);
+    let id = match request.shift_remove("id") {
+        Some(Value::String(id)) if valid_id(&id) => Ok(id),
+        Some(Value::String(id)) => Err(format!(
+            "\"id\" must be 1 to {MAX_ID_CHARS} characters (it has {})",
+            id.chars().count()
+        )),
+        Some(other) => Err(format!(
+            "\"id\" must be a string, not {}",
+            json_type_name(&other)
+        )),
+        None => fallback_id.clone().ok_or_else(|| {
+            "the job has no id: set \"id\" in the body or the AMQP message_id property".to_owned()
+        }),
+    };
+    let invalid = |job_id: Option<String>, message: String| DecodeError::Invalid {
+        job_id,
+        kind,
+        application: application.clone(),
+        message,
+    };
+    let id = id.map_err(|message| invalid(fallback_id.clone(), message))?;
+
+    let Some(kind) = kind else {
+        let known = JobKind::ALL.map(JobKind::as_str).join(", ");
+        let message = match kind_value {
+            None => format!("the job has no \"kind\" (one of {known})"),
+            Some(Value::String(k)) => format!("unknown kind \"{k}\" (expected one of {known})"),
+            Some(other) => format!(
+                "\"kind\" must be a string, not {} (one of {known})",
+                json_type_name(&other)
+            ),
+        };
+        return Err(invalid(Some(id), message));
+    };
+    if request.contains_key("auth") {
+        return Err(invalid(
+            Some(id),
+            "the job carries \"auth\": remove it, the API token comes from the worker's configuration"
+                .to_owned(),
+        ));
+    }
+    Ok(Job { id, kind, request })
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= MAX_ID_CHARS
+}
+
+pub fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid_message(err: DecodeError) -> String {
+        match err {
+            DecodeError::Invalid { message, .. } => message,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_a_push_keeping_every_field_in_order() {
+        let body = br#"{"id":"j1","kind":"push","application":"A-B","notifications":[{"send_date":"now","content":"hi","geozone":{"lat":22.220,"lng":33.33,"range":110}}],"x_extra":null}"#;
+        let job = decode(body, None).unwrap();
+        assert_eq!(job.id, "j1");
+        assert_eq!(job.kind, JobKind::Push);
+        assert_eq!(job.application(), Some("A-B"));
+        assert_eq!(
+            serde_json::to_string(&job.request).unwrap(),
+            r#"{"application":"A-B","notifications":[{"send_date":"now","content":"hi","geozone":{"lat":22.220,"lng":33.33,"range":110}}],"x_extra":null}"#
+        );
+    }
+
+    #[test]
+    fn message_id_stands_in_for_a_missing_id() {
+        let job = decode(br#"{"kind":"cancel","message":"X"}"#, Some("m-1")).unwrap();
+        assert_eq!(job.id, "m-1");
+        let msg = invalid_message(decode(br#"{"kind":"cancel","message":"X"}"#, None).unwrap_err());
+        assert!(msg.contains("no id"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_a_job() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"[1,2]"#, "must be a JSON object, not an array"),
+            (br#"{"id":"a","kind":"pigeon"}"#, "unknown kind \"pigeon\""),
+            (br#"{"id":"a"}"#, "no \"kind\""),
+            (br#"{"id":7,"kind":"push"}"#, "\"id\" must be a string"),
+            (br#"{"id":"","kind":"push"}"#, "1 to 128 characters"),
+            (
+                br#"{"id":"a","kind":"push","auth":"t"}"#,
+                "carries \"auth\"",
+            ),
+        ];
+        for (body, expected) in cases {
+            let msg = invalid_message(decode(body, None).unwrap_err());
+            assert!(msg.contains(expected), "{msg} should contain {expected}");
+        }
+        let long = format!(r#"{{"id":"{}","kind":"push"}}"#, "x".repeat(129));
+        assert!(invalid_message(decode(long.as_bytes(), None).unwrap_err()).contains("129"));
+    }
+
+    #[test]
+    fn unparseable_bodies_keep_the_message_id() {
+        match decode(b"\xff{not json", Some("m-9")).unwrap_err() {
+            DecodeError::Unparseable { job_id, message } => {
+                assert_eq!(job_id.as_deref(), Some("m-9"));
+                assert!(message.contains("not valid UTF-8 JSON"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_kind_maps_to_its_method() {
+        let methods: Vec<_> = JobKind::ALL
+            .iter()
+            .map(|k| (k.as_str(), k.method()))
+            .collect();
+        assert_eq!(
+            methods,
+            [
+                ("push", "createMessage"),
+                ("sms", "createSMSMessage"),
+                ("whatsapp", "createWhatsAppMessage"),
+                ("targeted", "createTargetedMessage"),
+                ("cancel", "cancelMessage"),
+                ("delete", "deleteMessage"),
+                ("details", "getMessageDetails"),
+                ("history", "getPushHistory"),
+            ]
+        );
+    }
+}

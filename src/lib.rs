@@ -1,0 +1,18 @@
+//! pushwoosh-worker: consumes jobs from RabbitMQ, calls the Pushwoosh Messages API,
+//! publishes one result event per job.
+
+pub mod broker;
+pub mod cli;
+pub mod http;
+pub mod job;
+pub mod metrics;
+pub mod pushwoosh;
+pub mod result_event;
+pub mod retry;
+pub mod sandbox;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
+pub mod validate;
+pub mod validation;
+pub mod worker;

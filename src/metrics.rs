@@ -1,0 +1,163 @@
+//! The worker's Prometheus metrics, all named `pushwoosh_worker_*`, in a registry owned by
+//! the application (no global state, so tests can run several workers in one process).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub method: &'static str,
+    /// `200`, `210`, `http_500`, `timeout`, `connect`, …
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+type HistogramFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub jobs: Family<JobLabels, Counter>,
+    pub api_calls: Family<CallLabels, Counter>,
+    pub api_call_duration: HistogramFamily,
+    pub retries: Family<RetryLabels, Counter>,
+    pub dead_letters: Family<ReasonLabels, Counter>,
+    pub jobs_in_flight: Gauge,
+    pub broker_connected: Gauge,
+    pub consuming: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pushwoosh_worker");
+        let jobs = Family::<JobLabels, Counter>::default();
+        registry.register("jobs", "Jobs finished, by kind and outcome", jobs.clone());
+        let api_calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "api_calls",
+            "Pushwoosh API calls, by method and answer",
+            api_calls.clone(),
+        );
+        let api_call_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "api_call_duration_seconds",
+            "Pushwoosh API call latency, by method",
+            api_call_duration.clone(),
+        );
+        let retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "retries",
+            "Jobs scheduled for another call, by kind and reason",
+            retries.clone(),
+        );
+        let dead_letters = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "dead_letters",
+            "Jobs sent to the dead-letter queue, by reason",
+            dead_letters.clone(),
+        );
+        let jobs_in_flight = Gauge::default();
+        registry.register(
+            "jobs_in_flight",
+            "Jobs taken off the queue and not yet settled",
+            jobs_in_flight.clone(),
+        );
+        let broker_connected = Gauge::default();
+        registry.register(
+            "broker_connected",
+            "1 while connected to RabbitMQ",
+            broker_connected.clone(),
+        );
+        let consuming = Gauge::default();
+        registry.register(
+            "consuming",
+            "1 while consuming the jobs queue",
+            consuming.clone(),
+        );
+        Self {
+            registry,
+            jobs,
+            api_calls,
+            api_call_duration,
+            retries,
+            dead_letters,
+            jobs_in_flight,
+            broker_connected,
+            consuming,
+        }
+    }
+
+    /// Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_names() {
+        let m = Metrics::new();
+        m.jobs
+            .get_or_create(&JobLabels {
+                kind: "push",
+                outcome: "ok",
+            })
+            .inc();
+        m.api_call_duration
+            .get_or_create(&MethodLabels {
+                method: "createMessage",
+            })
+            .observe(0.02);
+        let text = m.render();
+        assert!(
+            text.contains(r#"pushwoosh_worker_jobs_total{kind="push",outcome="ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("pushwoosh_worker_api_call_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(text.contains("pushwoosh_worker_jobs_in_flight 0"), "{text}");
+    }
+}

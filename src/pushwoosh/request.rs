@@ -1,0 +1,136 @@
+//! The exact request body sent to Pushwoosh: the producer's fields untouched, plus the
+//! configured `auth` and, for pushes, a stable `transactionId` where the producer gave none.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::job::{Job, JobKind};
+
+/// Namespace of the transactionIds the worker derives (UUID v5 over the job id).
+const TRANSACTION_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2b7e_4d0a_5e9b_8c3f_1a2d_7e6b_90c4);
+
+/// The transactionId of a job (`targeted`) or of one notification of a job (`push`).
+/// The same job id always gives the same value, on every attempt and every replica.
+pub fn transaction_id(job_id: &str, notification: Option<usize>) -> String {
+    let name = match notification {
+        Some(index) => format!("{job_id}#{index}"),
+        None => job_id.to_owned(),
+    };
+    Uuid::new_v5(&TRANSACTION_NAMESPACE, name.as_bytes()).to_string()
+}
+
+/// Adds the derived transactionIds the job lacks. The producer's own always win.
+pub fn add_transaction_ids(job: &mut Job) {
+    match job.kind {
+        JobKind::Push => {
+            if let Some(Value::Array(notifications)) = job.request.get_mut("notifications") {
+                for (index, notification) in notifications.iter_mut().enumerate() {
+                    if let Value::Object(fields) = notification
+                        && !fields.contains_key("transactionId")
+                    {
+                        fields.insert(
+                            "transactionId".into(),
+                            Value::String(transaction_id(&job.id, Some(index))),
+                        );
+                    }
+                }
+            }
+        }
+        JobKind::Targeted if !job.request.contains_key("transactionId") => {
+            job.request.insert(
+                "transactionId".into(),
+                Value::String(transaction_id(&job.id, None)),
+            );
+        }
+        _ => {}
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    request: WithAuth<'a>,
+}
+
+#[derive(Serialize)]
+struct WithAuth<'a> {
+    auth: &'a str,
+    #[serde(flatten)]
+    rest: &'a Map<String, Value>,
+}
+
+/// `{"request": {"auth": …, <the job's fields>}}`, serialized once per job.
+pub fn body(request: &Map<String, Value>, token: &SecretString) -> bytes::Bytes {
+    let envelope = Envelope {
+        request: WithAuth {
+            auth: token.expose_secret(),
+            rest: request,
+        },
+    };
+    // A map of JSON values with string keys always serializes.
+    serde_json::to_vec(&envelope).unwrap_or_default().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::decode;
+
+    #[test]
+    fn transaction_ids_are_stable_and_distinct() {
+        assert_eq!(transaction_id("a", None), transaction_id("a", None));
+        assert_ne!(transaction_id("a", None), transaction_id("b", None));
+        assert_ne!(transaction_id("a", Some(0)), transaction_id("a", Some(1)));
+        assert_eq!(transaction_id("a", Some(0)).len(), 36);
+    }
+
+    #[test]
+    fn each_notification_gets_its_own_and_the_producers_wins() {
+        let mut job = decode(
+            br#"{"id":"j","kind":"push","application":"A","notifications":[{"content":"1"},{"content":"2","transactionId":"mine"}]}"#,
+            None,
+        )
+        .unwrap();
+        add_transaction_ids(&mut job);
+        let n = job.request["notifications"].as_array().unwrap();
+        assert_eq!(n[0]["transactionId"], transaction_id("j", Some(0)));
+        assert_eq!(n[1]["transactionId"], "mine");
+    }
+
+    #[test]
+    fn targeted_gets_one_at_the_top_level() {
+        let mut job = decode(
+            br#"{"id":"t","kind":"targeted","devices_filter":"A(\"X\")"}"#,
+            None,
+        )
+        .unwrap();
+        add_transaction_ids(&mut job);
+        assert_eq!(job.request["transactionId"], transaction_id("t", None));
+        let mut sms = decode(
+            br#"{"id":"s","kind":"sms","notifications":[{"content":"x"}]}"#,
+            None,
+        )
+        .unwrap();
+        add_transaction_ids(&mut sms);
+        assert!(
+            !serde_json::to_string(&sms.request)
+                .unwrap()
+                .contains("transactionId")
+        );
+    }
+
+    #[test]
+    fn the_body_is_the_producers_request_plus_auth() {
+        let job = decode(
+            br#"{"id":"j","kind":"sms","application":"A","notifications":[{"send_date":"now","content":"Hello!","devices":["+1234567890"],"use_auto_registration":true,"n":1.50}]}"#,
+            None,
+        )
+        .unwrap();
+        let body = body(&job.request, &SecretString::from("tok"));
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"request":{"auth":"tok","application":"A","notifications":[{"send_date":"now","content":"Hello!","devices":["+1234567890"],"use_auto_registration":true,"n":1.50}]}}"#
+        );
+    }
+}

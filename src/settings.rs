@@ -1,0 +1,374 @@
+//! The worker's configuration: typed settings with a built-in default for every key,
+//! layered from `config/default.toml` (or `--config`), `PUSHWOOSH_WORKER__SECTION__KEY`
+//! variables, and the three short variables that always win.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Everything the worker reads from its configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub amqp: AmqpSettings,
+    pub pushwoosh: PushwooshSettings,
+    pub retry: RetrySettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub shutdown: ShutdownSettings,
+    pub validation: ValidationSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    Quorum,
+    Classic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// Broker URL; `AMQP_URL` overrides it.
+    pub url: String,
+    /// Jobs in flight per worker process (the consumer's prefetch).
+    pub prefetch: u16,
+    pub jobs_exchange: String,
+    pub jobs_queue: String,
+    pub queue_type: QueueType,
+    pub results_exchange: String,
+    pub dead_letter_queue: String,
+    /// Retry queues are named `<prefix>.<delay>ms`, one per backoff tier.
+    pub retry_queue_prefix: String,
+    /// How long `run` keeps trying to reach the broker at start before it gives up.
+    pub startup_timeout_ms: u64,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            prefetch: 64,
+            jobs_exchange: "pushwoosh.jobs".into(),
+            jobs_queue: "pushwoosh.jobs".into(),
+            queue_type: QueueType::Quorum,
+            results_exchange: "pushwoosh.results".into(),
+            dead_letter_queue: "pushwoosh.dead".into(),
+            retry_queue_prefix: "pushwoosh.retry".into(),
+            startup_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushwooshSettings {
+    /// Base URL of the Messages API; `PUSHWOOSH_API_URL` overrides it.
+    pub api_url: String,
+    /// Default API token; `PUSHWOOSH_AUTH_TOKEN` overrides it.
+    pub auth_token: Option<SecretString>,
+    /// Per-application tokens, keyed by application code (matched case-insensitively).
+    pub tokens: HashMap<String, SecretString>,
+    /// One HTTP call's time-out.
+    pub timeout_ms: u64,
+}
+
+impl Default for PushwooshSettings {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.pushwoosh.com/json/1.3".into(),
+            auth_token: None,
+            tokens: HashMap::new(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl PushwooshSettings {
+    /// The token for `application`, else the default token.
+    pub fn token_for(&self, application: Option<&str>) -> Option<&SecretString> {
+        application
+            .and_then(|app| {
+                self.tokens
+                    .iter()
+                    .find(|(code, _)| code.eq_ignore_ascii_case(app))
+                    .map(|(_, token)| token)
+            })
+            .or(self.auth_token.as_ref())
+    }
+
+    pub fn has_any_token(&self) -> bool {
+        self.auth_token
+            .as_ref()
+            .is_some_and(|t| !t.expose_secret().is_empty())
+            || !self.tokens.is_empty()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Calls per job at most, the first included.
+    pub max_attempts: u32,
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+    /// Total time from a job's first receipt after which it is not retried again.
+    pub max_elapsed_ms: u64,
+    /// Send an SMS again after a call that may have reached Pushwoosh (risking a duplicate).
+    pub resend_unknown_sms: bool,
+    /// Same for WhatsApp.
+    pub resend_unknown_whatsapp: bool,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_delay_ms: 1_000,
+            max_delay_ms: 60_000,
+            // Pushwoosh remembers a transactionId for 5 minutes: retrying past that could
+            // send a push twice, so the default budget stays inside the window.
+            max_elapsed_ms: 240_000,
+            resend_unknown_sms: false,
+            resend_unknown_whatsapp: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address of `/metrics`, `/livez`, `/healthz` and `/readyz`.
+    pub listen: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// How long a stopping worker lets jobs in flight finish before handing them back.
+    pub grace_period_ms: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self {
+            grace_period_ms: 25_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownParamsPolicy {
+    #[default]
+    Reject,
+    Warn,
+    Pass,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationSettings {
+    /// What to do with a parameter the Pushwoosh reference does not document.
+    pub unknown_params: UnknownParamsPolicy,
+}
+
+/// Where the configuration file comes from.
+pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit {
+        return Some(path.to_path_buf());
+    }
+    if let Ok(path) = std::env::var("PUSHWOOSH_WORKER_CONFIG") {
+        return Some(PathBuf::from(path));
+    }
+    let default = PathBuf::from("config/default.toml");
+    default.exists().then_some(default)
+}
+
+impl Settings {
+    /// Loads the settings from the file (if any) and the process environment.
+    pub fn load(explicit_path: Option<&Path>) -> anyhow::Result<Self> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(config_path(explicit_path).as_deref(), &vars)
+    }
+
+    /// Loads the settings from an optional file and a given environment (testable).
+    pub fn load_from(path: Option<&Path>, env: &HashMap<String, String>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            if !path.exists() {
+                anyhow::bail!("configuration file {} does not exist", path.display());
+            }
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("PUSHWOOSH_WORKER")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env.clone().into_iter().collect())),
+        );
+        for (var, key) in [
+            ("AMQP_URL", "amqp.url"),
+            ("PUSHWOOSH_API_URL", "pushwoosh.api_url"),
+            ("PUSHWOOSH_AUTH_TOKEN", "pushwoosh.auth_token"),
+        ] {
+            if let Some(value) = env.get(var).filter(|v| !v.is_empty()) {
+                builder = builder.set_override(key, value.as_str())?;
+            }
+        }
+        let settings: Settings = builder
+            .build()
+            .context("reading the configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.amqp.prefetch > 0, "amqp.prefetch must be at least 1");
+        anyhow::ensure!(
+            self.retry.max_attempts > 0,
+            "retry.max_attempts must be at least 1 (it counts the first call)"
+        );
+        anyhow::ensure!(
+            self.retry.initial_delay_ms > 0,
+            "retry.initial_delay_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            self.retry.max_delay_ms >= self.retry.initial_delay_ms,
+            "retry.max_delay_ms must be at least retry.initial_delay_ms"
+        );
+        anyhow::ensure!(
+            self.pushwoosh.timeout_ms > 0,
+            "pushwoosh.timeout_ms must be at least 1"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn needs_no_file_and_has_the_contract_defaults() {
+        let s = Settings::load_from(None, &env(&[])).unwrap();
+        assert_eq!(s.amqp.prefetch, 64);
+        assert_eq!(s.amqp.jobs_queue, "pushwoosh.jobs");
+        assert_eq!(s.amqp.queue_type, QueueType::Quorum);
+        assert_eq!(s.pushwoosh.api_url, "https://api.pushwoosh.com/json/1.3");
+        assert_eq!(s.http.listen, "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn the_shipped_default_toml_equals_the_built_in_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let from_file = Settings::load_from(Some(&path), &env(&[])).unwrap();
+        let built_in = Settings::default();
+        assert_eq!(format!("{from_file:?}"), format!("{built_in:?}"));
+    }
+
+    #[test]
+    fn section_variables_and_short_variables_override() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("PUSHWOOSH_WORKER__RETRY__MAX_ATTEMPTS", "3"),
+                ("PUSHWOOSH_WORKER__AMQP__QUEUE_TYPE", "classic"),
+                ("PUSHWOOSH_WORKER__AMQP__URL", "amqp://from-section"),
+                ("AMQP_URL", "amqp://short-wins"),
+                ("PUSHWOOSH_API_URL", "http://127.0.0.1:1/json/1.3"),
+                ("PUSHWOOSH_AUTH_TOKEN", "tok"),
+                ("PUSHWOOSH_WORKER_CONFIG", "ignored-by-the-key-loader"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.retry.max_attempts, 3);
+        assert_eq!(s.amqp.queue_type, QueueType::Classic);
+        assert_eq!(s.amqp.url, "amqp://short-wins");
+        assert_eq!(s.pushwoosh.api_url, "http://127.0.0.1:1/json/1.3");
+        assert_eq!(s.pushwoosh.token_for(None).unwrap().expose_secret(), "tok");
+    }
+
+    #[test]
+    fn per_application_tokens_win_over_the_default() {
+        let dir = std::env::temp_dir().join(format!("pww-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "[pushwoosh]\nauth_token = \"default\"\n[pushwoosh.tokens]\n\"ABCDE-12345\" = \"app-token\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), &env(&[])).unwrap();
+        let token = |app| {
+            s.pushwoosh
+                .token_for(app)
+                .unwrap()
+                .expose_secret()
+                .to_string()
+        };
+        assert_eq!(token(Some("ABCDE-12345")), "app-token");
+        assert_eq!(token(Some("OTHER-00000")), "default");
+        assert_eq!(token(None), "default");
+    }
+
+    #[test]
+    fn the_token_never_prints() {
+        let s =
+            Settings::load_from(None, &env(&[("PUSHWOOSH_AUTH_TOKEN", "s3cr3t-token")])).unwrap();
+        assert!(!format!("{s:?}").contains("s3cr3t-token"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_clear_errors() {
+        let err = Settings::load_from(None, &env(&[("PUSHWOOSH_WORKER__RETRY__MAX_ATTEMPS", "3")]))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("max_attemps"), "{err:#}");
+        let err = Settings::load_from(
+            None,
+            &env(&[("PUSHWOOSH_WORKER__RETRY__MAX_ATTEMPTS", "0")]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("max_attempts"), "{err:#}");
+    }
+}

@@ -1,0 +1,124 @@
+//! Wiring: builds the application from settings (so tests build the same thing) and
+//! runs it until asked to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lapin::Connection;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::broker::{self, Topology};
+use crate::metrics::Metrics;
+use crate::pushwoosh::PushwooshClient;
+use crate::retry::RetryPolicy;
+use crate::settings::Settings;
+use crate::worker::consumer::{ConsumerSetup, connection_name};
+use crate::worker::{Readiness, run_consumer};
+
+pub struct Application {
+    listener: TcpListener,
+    connection: Connection,
+    setup: ConsumerSetup,
+}
+
+impl Application {
+    /// Checks the configuration, binds the HTTP endpoints, reaches the broker (retrying
+    /// for `amqp.startup_timeout_ms`) and declares the topology.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            settings.pushwoosh.has_any_token(),
+            "no Pushwoosh API token configured: set PUSHWOOSH_AUTH_TOKEN, pushwoosh.auth_token or [pushwoosh.tokens]"
+        );
+        let client =
+            PushwooshClient::new(&settings.pushwoosh.api_url, settings.pushwoosh.timeout())
+                .context("building the HTTP client")?;
+        if !settings.pushwoosh.api_url.contains("api.pushwoosh.com") {
+            warn!(
+                api_url = %settings.pushwoosh.api_url,
+                "NOT TALKING TO PUSHWOOSH: pushwoosh.api_url points elsewhere (a sandbox or a mock); no real message will be sent"
+            );
+        }
+        let retry = RetryPolicy::new(&settings.retry);
+        let topology = Topology::new(&settings.amqp, &retry);
+        let listener = TcpListener::bind(&settings.http.listen)
+            .await
+            .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
+        let connection = broker::connect(
+            &settings.amqp.url,
+            &connection_name(),
+            Duration::from_millis(settings.amqp.startup_timeout_ms),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        topology.declare(&channel).await?;
+        let _ = channel.close(200, "declared".into()).await;
+        let settings = Arc::new(settings);
+        Ok(Self {
+            listener,
+            connection,
+            setup: ConsumerSetup {
+                settings,
+                client,
+                topology,
+                retry,
+                metrics: Arc::new(Metrics::new()),
+                readiness: Arc::new(Readiness::default()),
+            },
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.setup.metrics.clone()
+    }
+
+    /// Consumes until `shutdown` is cancelled, then stops gracefully.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let http_stop = CancellationToken::new();
+        info!(http = %self.http_addr(), "serving /metrics, /livez, /readyz");
+        let http = tokio::spawn(crate::http::serve(
+            self.listener,
+            self.setup.metrics.clone(),
+            self.setup.readiness.clone(),
+            http_stop.clone(),
+        ));
+        let result = run_consumer(self.setup, self.connection, shutdown).await;
+        http_stop.cancel();
+        let _ = http.await;
+        result
+    }
+}
+
+/// Cancelled on SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => info!("SIGINT: stopping"),
+                _ = term.recv() => info!("SIGTERM: stopping"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,220 @@
+//! Consuming the jobs queue: `amqp.prefetch` deliveries in flight, each in its own task;
+//! a graceful stop on request; a reconnect with backoff when the broker goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::StreamExt;
+use lapin::Connection;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use super::context::{Readiness, WorkerContext};
+use super::process::process;
+use crate::broker::{self, Publisher, Topology};
+use crate::metrics::Metrics;
+use crate::pushwoosh::PushwooshClient;
+use crate::retry::RetryPolicy;
+use crate::settings::Settings;
+
+/// Everything needed to (re)build a session with the broker.
+pub struct ConsumerSetup {
+    pub settings: Arc<Settings>,
+    pub client: PushwooshClient,
+    pub topology: Topology,
+    pub retry: RetryPolicy,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// How a session with the broker ended.
+enum SessionEnd {
+    /// Asked to stop; in-flight jobs were finished or handed back.
+    Stopped,
+    /// The connection or channel broke; reconnect.
+    Lost(anyhow::Error),
+}
+
+/// Runs until `shutdown` is cancelled. `first` is the connection made at start (so a
+/// bad broker fails the start); later connections are retried without a time limit.
+pub async fn run_consumer(
+    setup: ConsumerSetup,
+    first: Connection,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut connection = Some(first);
+    let mut backoff = reconnect_backoff();
+    loop {
+        let conn = match connection.take() {
+            Some(conn) => conn,
+            None => {
+                let name = connection_name();
+                let connect = broker::connect(&setup.settings.amqp.url, &name, Duration::MAX);
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    conn = connect => conn?,
+                }
+            }
+        };
+        setup.metrics.broker_connected.set(1);
+        let end = session(&setup, &conn, &shutdown).await;
+        setup.readiness.set_consuming(false);
+        setup.metrics.consuming.set(0);
+        setup.metrics.broker_connected.set(0);
+        match end {
+            Ok(SessionEnd::Stopped) => {
+                let _ = conn.close(200, "worker stopping".into()).await;
+                return Ok(());
+            }
+            Ok(SessionEnd::Lost(e)) | Err(e) => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(10));
+                error!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "lost the broker: reconnecting"
+                );
+                let _ = conn.close(320, "reconnecting".into()).await;
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+fn reconnect_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+pub fn connection_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    format!("pushwoosh-worker@{host}#{}", std::process::id())
+}
+
+/// One connection's worth of consuming.
+async fn session(
+    setup: &ConsumerSetup,
+    conn: &Connection,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SessionEnd> {
+    let amqp = &setup.settings.amqp;
+    let admin = conn.create_channel().await.context("opening a channel")?;
+    setup.topology.declare(&admin).await?;
+    let _ = admin.close(200, "declared".into()).await;
+
+    let publish_channel = conn.create_channel().await.context("opening a channel")?;
+    publish_channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .context("enabling publisher confirms")?;
+    let consume_channel = conn.create_channel().await.context("opening a channel")?;
+    consume_channel
+        .basic_qos(amqp.prefetch, BasicQosOptions::default())
+        .await
+        .context("setting the prefetch")?;
+    let tag = format!("{}-{}", connection_name(), fastrand::u32(..));
+    let mut consumer = consume_channel
+        .basic_consume(
+            amqp.jobs_queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("consuming {}", amqp.jobs_queue))?;
+
+    let ctx = Arc::new(WorkerContext {
+        settings: setup.settings.clone(),
+        client: setup.client.clone(),
+        publisher: Publisher::new(publish_channel, setup.topology.clone()),
+        retry: setup.retry.clone(),
+        metrics: setup.metrics.clone(),
+        hand_back: CancellationToken::new(),
+    });
+    let tasks = TaskTracker::new();
+    setup.readiness.set_consuming(true);
+    setup.metrics.consuming.set(1);
+    info!(queue = %amqp.jobs_queue, prefetch = amqp.prefetch, "consuming jobs");
+
+    let lost = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break None,
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => { tasks.spawn(process(delivery, ctx.clone())); }
+                Some(Err(e)) => break Some(anyhow::Error::new(e).context("consuming")),
+                None => break Some(anyhow::anyhow!("the broker cancelled the consumer")),
+            },
+        }
+    };
+    setup.readiness.set_consuming(false);
+    setup.metrics.consuming.set(0);
+
+    if let Some(error) = lost {
+        // Deliveries of a broken channel cannot be settled: the broker requeues them.
+        // Let the tasks notice, then start over.
+        ctx.hand_back.cancel();
+        tasks.close();
+        let _ = tokio::time::timeout(
+            setup.client_timeout() + Duration::from_secs(5),
+            tasks.wait(),
+        )
+        .await;
+        return Ok(SessionEnd::Lost(error));
+    }
+
+    info!(
+        in_flight = tasks.len(),
+        "stopping: no new jobs, finishing the ones in flight"
+    );
+    if let Err(e) = consume_channel
+        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+        .await
+    {
+        warn!(error = %e, "could not cancel the consumer");
+    }
+    // Deliveries already on their way before the cancel are processed too, so that
+    // none comes back marked as redelivered without a reason.
+    while let Ok(Some(Ok(delivery))) =
+        tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
+    {
+        tasks.spawn(process(delivery, ctx.clone()));
+    }
+    tasks.close();
+    let grace = Duration::from_millis(setup.settings.shutdown.grace_period_ms);
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        warn!(
+            in_flight = tasks.len(),
+            "grace period over: handing back the jobs not yet sent"
+        );
+        ctx.hand_back.cancel();
+        // Calls already under way for SMS and WhatsApp are allowed to end (bounded by
+        // the HTTP time-out) rather than risk sending twice.
+        let _ = tokio::time::timeout(
+            setup.client_timeout() + Duration::from_secs(5),
+            tasks.wait(),
+        )
+        .await;
+    }
+    let _ = consume_channel.close(200, "worker stopping".into()).await;
+    info!("stopped cleanly");
+    Ok(SessionEnd::Stopped)
+}
+
+impl ConsumerSetup {
+    fn client_timeout(&self) -> Duration {
+        self.settings.pushwoosh.timeout()
+    }
+}

@@ -1,0 +1,76 @@
+//! What every job's task shares: the client, the publisher, the policies, the metrics,
+//! and the signals of a stopping worker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Publisher;
+use crate::job::{Job, JobKind};
+use crate::metrics::Metrics;
+use crate::pushwoosh::PushwooshClient;
+use crate::result_event::ValidationError;
+use crate::retry::{RetryDecision, RetryPolicy};
+use crate::settings::Settings;
+
+pub struct WorkerContext {
+    pub settings: Arc<Settings>,
+    pub client: PushwooshClient,
+    pub publisher: Publisher,
+    pub retry: RetryPolicy,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the shutdown grace period is over: jobs that have not been sent
+    /// yet go back to the queue instead of being started.
+    pub hand_back: CancellationToken,
+}
+
+/// The result of the worker's own validation of a job.
+#[derive(Debug, Default)]
+pub struct ValidationReport {
+    pub errors: Vec<ValidationError>,
+    pub warnings: Vec<ValidationError>,
+}
+
+impl WorkerContext {
+    pub fn validate(&self, job: &Job) -> ValidationReport {
+        crate::validation::check(job, self.settings.validation.unknown_params)
+    }
+
+    /// Whether a call that may have reached Pushwoosh may be made again for this kind.
+    pub fn may_resend_unknown(&self, kind: JobKind) -> bool {
+        match kind {
+            JobKind::Sms => self.settings.retry.resend_unknown_sms,
+            JobKind::Whatsapp => self.settings.retry.resend_unknown_whatsapp,
+            // pushes carry a transactionId; the others change nothing or nothing twice.
+            _ => true,
+        }
+    }
+
+    pub fn retry_decision(
+        &self,
+        attempts: u32,
+        elapsed: Duration,
+        retry_after: Option<Duration>,
+    ) -> RetryDecision {
+        let mut rng = fastrand::Rng::new();
+        self.retry.decide(attempts, elapsed, retry_after, &mut rng)
+    }
+}
+
+/// What `/readyz` reports: connected to the broker and consuming.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    consuming: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set_consuming(&self, consuming: bool) {
+        self.consuming.store(consuming, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.consuming.load(Ordering::SeqCst)
+    }
+}

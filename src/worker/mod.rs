@@ -1,0 +1,8 @@
+//! The worker proper: consuming the jobs queue and processing each delivery.
+
+pub mod consumer;
+pub mod context;
+pub mod process;
+
+pub use consumer::run_consumer;
+pub use context::{Readiness, WorkerContext};

@@ -1,0 +1,478 @@
+//! One delivery's life: decode, call Pushwoosh, decide, publish the result (or park a
+//! retry, or dead-letter), and only then settle the delivery with the broker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use serde_json::Value;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use super::context::WorkerContext;
+use crate::broker::publisher::{DeadLetter, ParkedRetry, header_int, headers};
+use crate::job::{self, DecodeError, Job, JobKind};
+use crate::metrics::{CallLabels, JobLabels, MethodLabels, ReasonLabels, RetryLabels};
+use crate::pushwoosh::{HttpAnswer, TransportError, Verdict, classify, request};
+use crate::result_event::{
+    Delivery as DeliveryState, Outcome, ResultEvent, ValidationError, kind_name, message_codes,
+    timestamp,
+};
+use crate::retry::RetryDecision;
+
+/// What happens to the delivery once the job's fate is decided.
+enum Settle {
+    /// Publish this result (after the optional dead letter), then ack.
+    Finish {
+        event: Box<ResultEvent>,
+        dead_letter: Option<&'static str>,
+    },
+    /// Parked for a retry (already confirmed): ack, no result yet.
+    Parked,
+    /// Give the job back to the queue untouched.
+    HandBack,
+}
+
+/// What is known about a delivery before its body is decoded.
+struct Envelope {
+    message_id: Option<String>,
+    correlation_id: Option<String>,
+    reply_to: Option<String>,
+    redelivered: bool,
+    prior_attempts: u32,
+    received_at_ms: i64,
+}
+
+impl Envelope {
+    fn of(delivery: &Delivery) -> Self {
+        let p = &delivery.properties;
+        let text =
+            |v: &Option<lapin::types::ShortString>| v.as_ref().map(|s| s.as_str().to_owned());
+        Self {
+            message_id: text(p.message_id()),
+            correlation_id: text(p.correlation_id()),
+            reply_to: text(p.reply_to()),
+            redelivered: delivery.redelivered,
+            prior_attempts: header_int(p, headers::ATTEMPTS)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+            received_at_ms: header_int(p, headers::RECEIVED_AT)
+                .unwrap_or_else(|| Utc::now().timestamp_millis()),
+        }
+    }
+
+    fn received_at(&self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.received_at_ms)
+            .map(timestamp)
+            .unwrap_or_else(|| timestamp(Utc::now()))
+    }
+
+    fn event(
+        &self,
+        job_id: Option<String>,
+        kind: &'static str,
+        application: Option<String>,
+    ) -> ResultEvent {
+        ResultEvent {
+            job_id,
+            kind,
+            outcome: Outcome::Rejected,
+            status_code: None,
+            status_message: String::new(),
+            message_codes: Vec::new(),
+            response: Value::Null,
+            attempts: self.prior_attempts,
+            application,
+            received_at: self.received_at(),
+            completed_at: String::new(),
+            redelivered: self.redelivered,
+            delivery: None,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
+    let envelope = Envelope::of(&delivery);
+    let span = info_span!(
+        "job",
+        job_id = tracing::field::Empty,
+        kind = tracing::field::Empty,
+        delivery_tag = delivery.delivery_tag,
+    );
+    ctx.metrics.jobs_in_flight.inc();
+    async {
+        let settle = decide(&delivery, &envelope, &ctx).await;
+        settle_delivery(&delivery, &envelope, &ctx, settle).await;
+    }
+    .instrument(span)
+    .await;
+    ctx.metrics.jobs_in_flight.dec();
+}
+
+async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -> Settle {
+    let span = tracing::Span::current();
+    let mut job = match job::decode(&delivery.data, envelope.message_id.as_deref()) {
+        Ok(job) => job,
+        Err(DecodeError::Unparseable { job_id, message }) => {
+            if let Some(id) = &job_id {
+                span.record("job_id", id.as_str());
+            }
+            warn!(error = %message, "unparseable job: rejected and dead-lettered");
+            let mut event = envelope.event(job_id, "unknown", None);
+            event.status_code = Some(400);
+            event.status_message = message;
+            return Settle::Finish {
+                event: Box::new(event),
+                dead_letter: Some("unparseable"),
+            };
+        }
+        Err(DecodeError::Invalid {
+            job_id,
+            kind,
+            application,
+            message,
+        }) => {
+            if let Some(id) = &job_id {
+                span.record("job_id", id.as_str());
+            }
+            info!(error = %message, "job rejected");
+            let mut event = envelope.event(job_id, kind_name(kind), application);
+            event.status_code = Some(210);
+            event.status_message = message;
+            return Settle::Finish {
+                event: Box::new(event),
+                dead_letter: None,
+            };
+        }
+    };
+    span.record("job_id", job.id.as_str());
+    span.record("kind", job.kind.as_str());
+
+    let mut event = envelope.event(
+        Some(job.id.clone()),
+        job.kind.as_str(),
+        job.application().map(str::to_owned),
+    );
+
+    let report = ctx.validate(&job);
+    event.warnings = report.warnings;
+    if !report.errors.is_empty() {
+        info!(errors = report.errors.len(), "job rejected by validation");
+        event.status_code = Some(210);
+        event.status_message = validation_message(&job.id, &report.errors);
+        event.errors = report.errors;
+        return Settle::Finish {
+            event: Box::new(event),
+            dead_letter: None,
+        };
+    }
+
+    let Some(token) = ctx.settings.pushwoosh.token_for(job.application()) else {
+        let message = match job.application() {
+            Some(app) => format!(
+                "no API token configured for application {app}: set pushwoosh.auth_token or pushwoosh.tokens.\"{app}\", then replay the dead letter"
+            ),
+            None => "no API token configured: set pushwoosh.auth_token (PUSHWOOSH_AUTH_TOKEN), then replay the dead letter".to_owned(),
+        };
+        error!(%message, "cannot call Pushwoosh");
+        event.outcome = Outcome::Failed;
+        event.status_message = message;
+        return Settle::Finish {
+            event: Box::new(event),
+            dead_letter: Some("no_token"),
+        };
+    };
+
+    request::add_transaction_ids(&mut job);
+    let body = request::body(&job.request, token);
+    let attempts = envelope.prior_attempts + 1;
+    event.attempts = attempts;
+
+    let Some(answer) = call(ctx, &job, body).await else {
+        info!("shutting down: job handed back to the queue before its call");
+        return Settle::HandBack;
+    };
+    let verdict = classify(&answer);
+    ctx.metrics
+        .api_calls
+        .get_or_create(&CallLabels {
+            method: job.kind.method(),
+            status: call_status(&answer, &verdict),
+        })
+        .inc();
+    let (outcome_of_transient, dead_letter) = match verdict {
+        Verdict::Success {
+            status_message,
+            response,
+        } => {
+            event.outcome = Outcome::Ok;
+            event.status_code = Some(200);
+            event.status_message = status_message;
+            event.message_codes = message_codes(job.kind, &response);
+            event.response = response;
+            (None, None)
+        }
+        Verdict::Rejected {
+            status_code,
+            status_message,
+            response,
+        } => {
+            event.status_code = Some(status_code);
+            event.status_message = status_message;
+            event.response = response;
+            (None, None)
+        }
+        Verdict::Failed {
+            status_code,
+            status_message,
+            response,
+        } => {
+            warn!(status_code, %status_message, "Pushwoosh refused the call for a reason that is not the job's");
+            event.outcome = Outcome::Failed;
+            event.status_code = status_code;
+            event.status_message = status_message;
+            event.response = response;
+            (None, Some("failed"))
+        }
+        Verdict::Transient {
+            status_code,
+            status_message,
+            retry_after,
+            may_have_reached,
+        } => (
+            Some((status_code, status_message, retry_after, may_have_reached)),
+            None,
+        ),
+    };
+    let Some((status_code, status_message, retry_after, may_have_reached)) = outcome_of_transient
+    else {
+        return Settle::Finish {
+            event: Box::new(event),
+            dead_letter,
+        };
+    };
+
+    event.outcome = Outcome::Failed;
+    event.status_code = status_code;
+    if may_have_reached && !ctx.may_resend_unknown(job.kind) {
+        warn!(error = %status_message, "the call may have reached Pushwoosh: not repeated, delivery unknown");
+        event.status_message = format!(
+            "{status_message}; the request may have reached Pushwoosh, so it was not sent again (delivery unknown)"
+        );
+        event.delivery = Some(DeliveryState::Unknown);
+        return Settle::Finish {
+            event: Box::new(event),
+            dead_letter: Some("delivery_unknown"),
+        };
+    }
+
+    let elapsed_ms = Utc::now().timestamp_millis() - envelope.received_at_ms;
+    let elapsed = Duration::from_millis(u64::try_from(elapsed_ms).unwrap_or(0));
+    let decision = ctx.retry_decision(attempts, elapsed, retry_after);
+    match decision {
+        RetryDecision::RetryIn(delay) => {
+            let tier = ctx.retry.tier_for(delay);
+            match ctx
+                .publisher
+                .park_retry(
+                    &delivery.data,
+                    &delivery.properties,
+                    &ParkedRetry {
+                        attempts,
+                        received_at_ms: envelope.received_at_ms,
+                        last_error: &status_message,
+                        tier,
+                        delay,
+                    },
+                )
+                .await
+            {
+                Ok(()) => {
+                    info!(attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %status_message, "transient failure: retry parked");
+                    ctx.metrics
+                        .retries
+                        .get_or_create(&RetryLabels {
+                            kind: job.kind.as_str(),
+                            reason: retry_reason(status_code),
+                        })
+                        .inc();
+                    Settle::Parked
+                }
+                Err(e) => {
+                    error!(
+                        error = format!("{e:#}"),
+                        "could not park the retry: job handed back"
+                    );
+                    Settle::HandBack
+                }
+            }
+        }
+        RetryDecision::GiveUp(why) => {
+            warn!(attempts, error = %status_message, "retries exhausted: failed");
+            event.status_message = format!("{status_message} ({why})");
+            Settle::Finish {
+                event: Box::new(event),
+                dead_letter: Some("retries_exhausted"),
+            }
+        }
+    }
+}
+
+/// Makes the call, unless the worker is stopping and the job can safely go back to the
+/// queue. An SMS or WhatsApp call already under way is never abandoned: it might send.
+async fn call(
+    ctx: &WorkerContext,
+    job: &Job,
+    body: bytes::Bytes,
+) -> Option<Result<HttpAnswer, TransportError>> {
+    if ctx.hand_back.is_cancelled() {
+        return None;
+    }
+    let method = job.kind.method();
+    let started = std::time::Instant::now();
+    let call = ctx.client.call(method, body);
+    let answer = if matches!(job.kind, JobKind::Sms | JobKind::Whatsapp) {
+        call.await
+    } else {
+        tokio::select! {
+            answer = call => answer,
+            () = ctx.hand_back.cancelled() => return None,
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    ctx.metrics
+        .api_call_duration
+        .get_or_create(&MethodLabels { method })
+        .observe(seconds);
+    debug!(method, seconds, "Pushwoosh answered");
+    Some(answer)
+}
+
+async fn settle_delivery(
+    delivery: &Delivery,
+    envelope: &Envelope,
+    ctx: &WorkerContext,
+    settle: Settle,
+) {
+    let acked = match settle {
+        Settle::HandBack => {
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            };
+            if let Err(e) = delivery.nack(requeue).await {
+                warn!(error = %e, "could not hand the job back; the broker will requeue it when the channel closes");
+            }
+            return;
+        }
+        Settle::Parked => Ok(()),
+        Settle::Finish {
+            mut event,
+            dead_letter,
+        } => finish(delivery, envelope, ctx, &mut event, dead_letter).await,
+    };
+    match acked {
+        Ok(()) => {
+            if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+                // The broker will redeliver it; the result may then come twice, marked redelivered.
+                error!(error = %e, "could not ack the job after its result was confirmed");
+            }
+        }
+        Err(e) => {
+            error!(
+                error = format!("{e:#}"),
+                "could not publish the result: job handed back"
+            );
+            let _ = delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await;
+        }
+    }
+}
+
+async fn finish(
+    delivery: &Delivery,
+    envelope: &Envelope,
+    ctx: &WorkerContext,
+    event: &mut ResultEvent,
+    dead_letter: Option<&'static str>,
+) -> anyhow::Result<()> {
+    event.completed_at = timestamp(Utc::now());
+    if let Some(reason) = dead_letter {
+        let letter = DeadLetter {
+            reason,
+            error: &event.status_message,
+            job_id: event.job_id.as_deref(),
+            kind: event.kind,
+            attempts: event.attempts,
+            original_exchange: delivery.exchange.as_str(),
+            original_routing_key: delivery.routing_key.as_str(),
+        };
+        ctx.publisher
+            .dead_letter(&delivery.data, &delivery.properties, &letter)
+            .await?;
+        ctx.metrics
+            .dead_letters
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+    let correlation_id = envelope
+        .correlation_id
+        .clone()
+        .or_else(|| event.job_id.clone())
+        .unwrap_or_default();
+    ctx.publisher
+        .publish_result(event, &correlation_id, envelope.reply_to.as_deref())
+        .await?;
+    ctx.metrics
+        .jobs
+        .get_or_create(&JobLabels {
+            kind: event.kind,
+            outcome: event.outcome.as_str(),
+        })
+        .inc();
+    info!(
+        outcome = event.outcome.as_str(),
+        status_code = event.status_code,
+        attempts = event.attempts,
+        "result published"
+    );
+    Ok(())
+}
+
+/// `job 'x': notifications[0].send_date: …; devices: …`
+fn validation_message(job_id: &str, errors: &[ValidationError]) -> String {
+    let problems: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect();
+    format!("job '{job_id}': {}", problems.join("; "))
+}
+
+/// The metrics label of a call: Pushwoosh's `status_code` for an HTTP 200 answer,
+/// `http_<status>` for other HTTP answers, the transport error otherwise.
+fn call_status(answer: &Result<HttpAnswer, TransportError>, verdict: &Verdict) -> String {
+    match answer {
+        Ok(a) if a.status == 200 => match verdict {
+            Verdict::Success { .. } => "200".to_owned(),
+            Verdict::Rejected { status_code, .. } => status_code.to_string(),
+            Verdict::Failed { status_code, .. } | Verdict::Transient { status_code, .. } => {
+                status_code.map_or_else(|| "unreadable".to_owned(), |c| c.to_string())
+            }
+        },
+        Ok(a) => format!("http_{}", a.status),
+        Err(TransportError::Timeout { .. }) => "timeout".to_owned(),
+        Err(TransportError::Connect { .. }) => "connect".to_owned(),
+        Err(TransportError::Other { .. }) => "transport".to_owned(),
+    }
+}
+
+fn retry_reason(status_code: Option<i64>) -> String {
+    status_code.map_or_else(|| "transport".to_owned(), |c| c.to_string())
+}
