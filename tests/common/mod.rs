@@ -1,0 +1,414 @@
+//! Test harness: a real RabbitMQ (found, never skipped), a wiremock Pushwoosh, and the
+//! real worker built from settings with names of its own, so tests run side by side.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use pushwoosh_worker::settings::Settings;
+use pushwoosh_worker::startup::Application;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use wiremock::MockServer;
+
+pub const TOKEN: &str = "test-token-7f3a";
+
+struct Broker {
+    url: String,
+    _container: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+static BROKER: OnceCell<Broker> = OnceCell::const_new();
+
+/// The broker: `AMQP_URL`, else one answering on 127.0.0.1:5672, else a testcontainer.
+/// No broker is a failure, never a skip.
+pub async fn broker_url() -> String {
+    BROKER
+        .get_or_init(|| async {
+            if let Ok(url) = std::env::var("AMQP_URL") {
+                return Broker {
+                    url,
+                    _container: None,
+                };
+            }
+            let local = "127.0.0.1:5672".parse::<SocketAddr>().unwrap();
+            if std::net::TcpStream::connect_timeout(&local, Duration::from_secs(1)).is_ok() {
+                return Broker {
+                    url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+                    _container: None,
+                };
+            }
+            start_container().await
+        })
+        .await
+        .url
+        .clone()
+}
+
+async fn start_container() -> Broker {
+    use testcontainers::GenericImage;
+    use testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers::runners::AsyncRunner;
+    let container = GenericImage::new("rabbitmq", "3.13-management")
+        .with_exposed_port(5672.tcp())
+        .with_wait_for(WaitFor::message_on_stdout("Server startup complete"))
+        .start()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "no RabbitMQ for the tests: AMQP_URL is unset, nothing answers on \
+                 127.0.0.1:5672, and testcontainers could not start one ({e}). \
+                 Start RabbitMQ (rabbitmq-server -detached) or set AMQP_URL."
+            )
+        });
+    let port = container
+        .get_host_port_ipv4(5672)
+        .await
+        .expect("container port");
+    Broker {
+        url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        _container: Some(Box::new(container)),
+    }
+}
+
+/// Test settings: unique names, fast retries, a mock API, an ephemeral HTTP port.
+pub async fn test_settings(api_base: &str) -> Settings {
+    let prefix = format!("t{}", uuid_like());
+    let mut s = Settings::default();
+    s.amqp.url = broker_url().await;
+    s.amqp.jobs_exchange = format!("{prefix}.jobs");
+    s.amqp.jobs_queue = format!("{prefix}.jobs");
+    s.amqp.results_exchange = format!("{prefix}.results");
+    s.amqp.dead_letter_queue = format!("{prefix}.dead");
+    s.amqp.retry_queue_prefix = format!("{prefix}.retry");
+    s.amqp.startup_timeout_ms = 5_000;
+    s.pushwoosh.api_url = format!("{api_base}/json/1.3");
+    s.pushwoosh.auth_token = Some(TOKEN.into());
+    s.pushwoosh.timeout_ms = 2_000;
+    s.retry.max_attempts = 3;
+    s.retry.initial_delay_ms = 20;
+    s.retry.max_delay_ms = 100;
+    s.retry.max_elapsed_ms = 30_000;
+    s.http.listen = "127.0.0.1:0".into();
+    s.shutdown.grace_period_ms = 5_000;
+    s
+}
+
+fn uuid_like() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}
+
+/// A running worker with its broker side and its mock Pushwoosh.
+pub struct TestApp {
+    pub settings: Settings,
+    pub mock: MockServer,
+    pub http_addr: SocketAddr,
+    pub conn: Connection,
+    pub channel: Channel,
+    results: Consumer,
+    shutdown: CancellationToken,
+    worker: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// One result event as received from the results exchange.
+#[derive(Debug)]
+pub struct Received {
+    pub body: Value,
+    pub routing_key: String,
+    pub properties: BasicProperties,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        let mock = MockServer::start().await;
+        let mut settings = test_settings(&mock.uri()).await;
+        configure(&mut settings);
+        let app = Application::build(settings.clone())
+            .await
+            .expect("the worker starts");
+        let http_addr = app.http_addr();
+        let shutdown = CancellationToken::new();
+        let worker = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let (conn, channel, results) = observe(&settings).await;
+        let app = Self {
+            settings,
+            mock,
+            http_addr,
+            conn,
+            channel,
+            results,
+            shutdown,
+            worker: Some(worker),
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if http_get(self.http_addr, "/readyz").await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the worker never became ready");
+    }
+
+    /// Publishes a job (a JSON value) to the jobs exchange, confirmed.
+    pub async fn publish_job(&self, job: &Value) {
+        self.publish_raw(&serde_json::to_vec(job).unwrap(), json_props())
+            .await;
+    }
+
+    pub async fn publish_raw(&self, body: &[u8], properties: BasicProperties) {
+        publish(
+            &self.channel,
+            &self.settings.amqp.jobs_exchange,
+            "jobs.test",
+            body,
+            properties,
+        )
+        .await;
+    }
+
+    /// The next result event, or a panic after `timeout`.
+    pub async fn next_result(&mut self, timeout: Duration) -> Received {
+        next_from(&mut self.results, timeout).await
+    }
+
+    /// No result arrives within `wait`.
+    pub async fn assert_no_result(&mut self, wait: Duration) {
+        if let Ok(Some(Ok(d))) = tokio::time::timeout(wait, self.results.next()).await {
+            panic!("unexpected result: {}", String::from_utf8_lossy(&d.data));
+        }
+    }
+
+    /// Everything in the dead-letter queue right now.
+    pub async fn dead_letters(&self) -> Vec<lapin::message::Delivery> {
+        drain(&self.channel, &self.settings.amqp.dead_letter_queue).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(self.http_addr, "/metrics").await.1
+    }
+
+    /// Requests the mock received for one method.
+    pub async fn calls_to(&self, method: &str) -> Vec<Value> {
+        let path = format!("/json/1.3/{method}");
+        self.mock
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path() == path)
+            .map(|r| serde_json::from_slice(&r.body).expect("the worker sends JSON"))
+            .collect()
+    }
+
+    pub async fn total_calls(&self) -> usize {
+        self.mock
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .len()
+    }
+
+    /// Stops the worker gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(worker) = self.worker.take() {
+            tokio::time::timeout(Duration::from_secs(30), worker)
+                .await
+                .expect("the worker stops within 30 s")
+                .expect("the worker task")
+                .expect("the worker exits cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        cleanup(&self.settings);
+    }
+}
+
+/// Deletes a test's queues and exchanges (best effort, also after a failed test).
+pub fn cleanup(settings: &Settings) {
+    let s = settings.clone();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let Ok(conn) = Connection::connect(&s.amqp.url, ConnectionProperties::default()).await
+            else {
+                return;
+            };
+            let Ok(ch) = conn.create_channel().await else {
+                return;
+            };
+            let policy = pushwoosh_worker::retry::RetryPolicy::new(&s.retry);
+            let topology = pushwoosh_worker::broker::Topology::new(&s.amqp, &policy);
+            let mut queues = vec![s.amqp.jobs_queue.clone(), s.amqp.dead_letter_queue.clone()];
+            queues.extend(topology.retry_queues());
+            for q in queues {
+                let _ = ch
+                    .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+            for e in [&s.amqp.jobs_exchange, &s.amqp.results_exchange] {
+                let _ = ch
+                    .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+                    .await;
+            }
+            let _ = conn.close(200, "cleanup".into()).await;
+        });
+    })
+    .join();
+}
+
+/// A confirm-mode channel and a consumer of every result (an exclusive queue bound `#`).
+pub async fn observe(settings: &Settings) -> (Connection, Channel, Consumer) {
+    let conn = Connection::connect(&settings.amqp.url, ConnectionProperties::default())
+        .await
+        .expect("test connection");
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.name().as_str().into(),
+            settings.amqp.results_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let results = channel
+        .basic_consume(
+            queue.name().as_str().into(),
+            "results".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (conn, channel, results)
+}
+
+pub async fn next_from(consumer: &mut Consumer, timeout: Duration) -> Received {
+    let delivery = tokio::time::timeout(timeout, consumer.next())
+        .await
+        .unwrap_or_else(|_| panic!("no result within {timeout:?}"))
+        .expect("consumer open")
+        .expect("delivery");
+    Received {
+        body: serde_json::from_slice(&delivery.data).expect("results are JSON"),
+        routing_key: delivery.routing_key.as_str().to_owned(),
+        properties: delivery.properties,
+    }
+}
+
+pub async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) {
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack(), "the broker confirmed the job");
+}
+
+pub fn json_props() -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+}
+
+/// Gets (and acks) every message in a queue.
+pub async fn drain(channel: &Channel, queue: &str) -> Vec<lapin::message::Delivery> {
+    let mut out = Vec::new();
+    while let Some(message) = channel
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .expect("basic.get")
+    {
+        message
+            .delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+        out.push(message.delivery);
+    }
+    out
+}
+
+/// A minimal HTTP GET, returning (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let url = format!("http://{addr}{path}");
+    match reqwest::get(url).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// A Pushwoosh success answer.
+pub fn ok_answer(response: Value) -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "status_code": 200, "status_message": "OK", "response": response
+    }))
+}
+
+pub fn header_str(properties: &BasicProperties, key: &str) -> Option<String> {
+    pushwoosh_worker::broker::publisher::header_str(properties, key)
+}
