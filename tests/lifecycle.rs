@@ -1,0 +1,306 @@
+//! The process as operators see it: start-up failures are clear, SIGTERM loses nothing,
+//! and the HTTP endpoints tell the truth.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{TOKEN, TestApp, ok_answer, test_settings};
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use pushwoosh_worker::settings::Settings;
+use serde_json::json;
+use tokio::process::{Child, Command};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer};
+
+/// The real binary, configured through the environment like an operator would.
+fn worker_command(settings: &Settings) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
+    cmd.arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .env("AMQP_URL", &settings.amqp.url)
+        .env("PUSHWOOSH_API_URL", &settings.pushwoosh.api_url)
+        .env("PUSHWOOSH_AUTH_TOKEN", TOKEN)
+        .env("PUSHWOOSH_WORKER__HTTP__LISTEN", "127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let a = &settings.amqp;
+    for (key, value) in [
+        ("AMQP__JOBS_EXCHANGE", a.jobs_exchange.clone()),
+        ("AMQP__JOBS_QUEUE", a.jobs_queue.clone()),
+        ("AMQP__RESULTS_EXCHANGE", a.results_exchange.clone()),
+        ("AMQP__DEAD_LETTER_QUEUE", a.dead_letter_queue.clone()),
+        ("AMQP__RETRY_QUEUE_PREFIX", a.retry_queue_prefix.clone()),
+        ("AMQP__STARTUP_TIMEOUT_MS", a.startup_timeout_ms.to_string()),
+        (
+            "SHUTDOWN__GRACE_PERIOD_MS",
+            settings.shutdown.grace_period_ms.to_string(),
+        ),
+    ] {
+        cmd.env(format!("PUSHWOOSH_WORKER__{key}"), value);
+    }
+    cmd
+}
+
+async fn sigterm(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn wait_for_calls(mock: &MockServer, n: usize) {
+    for _ in 0..200 {
+        if mock.received_requests().await.unwrap_or_default().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the worker never made {n} calls");
+}
+
+async fn queue_depth(channel: &lapin::Channel, queue: &str) -> u32 {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+        .message_count()
+}
+
+fn job(i: usize) -> serde_json::Value {
+    json!({"id": format!("inflight-{i}"), "kind": "push", "application": "A-B",
+           "notifications": [{"send_date": "now", "content": "x"}]})
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_jobs_in_flight_and_exits_0_without_duplicates() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["C"]})).set_delay(Duration::from_millis(1500)))
+        .mount(&mock)
+        .await;
+    let settings = test_settings(&mock.uri()).await;
+    let mut child = worker_command(&settings).spawn().unwrap();
+    // The worker declares the topology; wait for it, then watch the results.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_conn, channel, mut results) = common::observe(&settings).await;
+    for i in 0..20 {
+        let body = serde_json::to_vec(&job(i)).unwrap();
+        common::publish(
+            &channel,
+            &settings.amqp.jobs_exchange,
+            "k",
+            &body,
+            common::json_props(),
+        )
+        .await;
+    }
+    wait_for_calls(&mock, 20).await;
+    sigterm(&child).await;
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the worker exits within the grace period")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+
+    let mut seen = HashMap::new();
+    for _ in 0..20 {
+        let r = common::next_from(&mut results, Duration::from_secs(5))
+            .await
+            .body;
+        assert_eq!(r["outcome"], "ok");
+        *seen
+            .entry(r["job_id"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 20, "every job has its result");
+    assert!(seen.values().all(|n| *n == 1));
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            futures_util::StreamExt::next(&mut results)
+        )
+        .await
+        .is_err(),
+        "no duplicate result"
+    );
+    assert_eq!(queue_depth(&channel, &settings.amqp.jobs_queue).await, 0);
+    common::cleanup(&settings);
+}
+
+#[tokio::test]
+async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost() {
+    let slow = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["C"]})).set_delay(Duration::from_secs(30)))
+        .mount(&slow)
+        .await;
+    let mut settings = test_settings(&slow.uri()).await;
+    settings.shutdown.grace_period_ms = 300;
+    let mut child = worker_command(&settings).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_conn, channel, mut results) = common::observe(&settings).await;
+    for i in 0..10 {
+        let body = serde_json::to_vec(&job(i)).unwrap();
+        common::publish(
+            &channel,
+            &settings.amqp.jobs_exchange,
+            "k",
+            &body,
+            common::json_props(),
+        )
+        .await;
+    }
+    wait_for_calls(&slow, 10).await;
+    sigterm(&child).await;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the worker exits soon after the grace period")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            futures_util::StreamExt::next(&mut results)
+        )
+        .await
+        .is_err(),
+        "a handed-back job has no result yet"
+    );
+    assert_eq!(queue_depth(&channel, &settings.amqp.jobs_queue).await, 10);
+
+    // Another worker picks them up: each ends with exactly one result.
+    let fast = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["C"]})))
+        .mount(&fast)
+        .await;
+    settings.pushwoosh.api_url = format!("{}/json/1.3", fast.uri());
+    let mut child = worker_command(&settings).spawn().unwrap();
+    let mut seen = HashMap::new();
+    for _ in 0..10 {
+        let r = common::next_from(&mut results, Duration::from_secs(10))
+            .await
+            .body;
+        assert_eq!(r["outcome"], "ok");
+        *seen
+            .entry(r["job_id"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 10);
+    let calls = fast.received_requests().await.unwrap();
+    let first: serde_json::Value = serde_json::from_slice(&calls[0].body).unwrap();
+    let slow_calls = slow.received_requests().await.unwrap();
+    let ids_before: Vec<serde_json::Value> = slow_calls
+        .iter()
+        .map(|c| serde_json::from_slice::<serde_json::Value>(&c.body).unwrap()["request"]["notifications"][0]["transactionId"].clone())
+        .collect();
+    assert!(
+        ids_before.contains(&first["request"]["notifications"][0]["transactionId"]),
+        "the handed-back push is sent again with the transactionId of its first call"
+    );
+    sigterm(&child).await;
+    assert!(child.wait().await.unwrap().success());
+    common::cleanup(&settings);
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_a_clear_error_and_a_non_zero_exit() {
+    let mut settings = test_settings("http://127.0.0.1:9").await;
+    settings.amqp.url = "amqp://guest:secret-pw@127.0.0.1:1/%2f".into();
+    settings.amqp.startup_timeout_ms = 1_000;
+    let output = worker_command(&settings).output().await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("could not connect to RabbitMQ at amqp://guest:***@127.0.0.1:1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret-pw"));
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn no_token_is_a_clear_error_at_start() {
+    let settings = test_settings("http://127.0.0.1:9").await;
+    let output = worker_command(&settings)
+        .env_remove("PUSHWOOSH_AUTH_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no Pushwoosh API token configured"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn endpoints_tell_the_truth() {
+    let mut app = TestApp::spawn().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["M"]})))
+        .mount(&app.mock)
+        .await;
+    assert_eq!(common::http_get(app.http_addr, "/livez").await.0, 200);
+    assert_eq!(common::http_get(app.http_addr, "/healthz").await.0, 200);
+    assert_eq!(common::http_get(app.http_addr, "/readyz").await.0, 200);
+    app.publish_job(&job(1)).await;
+    app.next_result(Duration::from_secs(10)).await;
+    let metrics = app.metrics().await;
+    for expected in [
+        r#"pushwoosh_worker_jobs_total{kind="push",outcome="ok"} 1"#,
+        r#"pushwoosh_worker_api_calls_total{method="createMessage",status="200"} 1"#,
+        r#"pushwoosh_worker_api_call_duration_seconds_count{method="createMessage"} 1"#,
+        "pushwoosh_worker_jobs_in_flight 0",
+        "pushwoosh_worker_consuming 1",
+        "pushwoosh_worker_broker_connected 1",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+    assert!(!metrics.contains(TOKEN));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_is_503_until_consuming() {
+    use pushwoosh_worker::metrics::Metrics;
+    use pushwoosh_worker::worker::Readiness;
+    use std::sync::Arc;
+    let readiness = Arc::new(Readiness::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(pushwoosh_worker::http::serve(
+        listener,
+        Arc::new(Metrics::new()),
+        readiness.clone(),
+        stop.clone(),
+    ));
+    assert_eq!(common::http_get(addr, "/readyz").await.0, 503);
+    assert_eq!(common::http_get(addr, "/livez").await.0, 200);
+    readiness.set_consuming(true);
+    assert_eq!(common::http_get(addr, "/readyz").await.0, 200);
+    stop.cancel();
+}
