@@ -27,6 +27,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the worker: consume jobs, call Pushwoosh, publish results.
     Run,
+    /// Check jobs offline (one JSON, an array, or NDJSON) as the worker would; exit 1 if any is invalid.
+    Validate {
+        /// Jobs file; `-` or nothing for stdin.
+        file: Option<PathBuf>,
+    },
+    /// Publish jobs to the jobs exchange with confirms; --wait prints each result.
+    Publish(crate::commands::publish::PublishArgs),
     /// Serve a local Pushwoosh-compatible API (no account needed) for trying the worker out.
     Sandbox(crate::sandbox::SandboxArgs),
 }
@@ -39,6 +46,24 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = Application::build(settings).await?;
             app.run_until_stopped(shutdown_on_signals()).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { file } => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            let invalid = crate::commands::validate::run(
+                file.as_deref(),
+                settings.validation.unknown_params,
+                &mut std::io::stdout().lock(),
+            )?;
+            Ok(if invalid == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Publish(args) => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            telemetry::init(settings.log.format);
+            crate::commands::publish::run(&settings, args).await
         }
         Command::Sandbox(args) => {
             telemetry::init(crate::settings::LogFormat::Text);

@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod cli;
+pub mod commands;
 pub mod http;
 pub mod job;
 pub mod metrics;

@@ -1,0 +1,5 @@
+//! The CLI's subcommands other than `run`, one file each.
+
+pub mod jobs_file;
+pub mod publish;
+pub mod validate;
