@@ -46,6 +46,10 @@ pub struct AmqpSettings {
     pub retry_queue_prefix: String,
     /// How long `run` keeps trying to reach the broker at start before it gives up.
     pub startup_timeout_ms: u64,
+    /// Quorum queues: a job delivered this many times without being settled (its worker
+    /// crashed or hung each time) is a poison job: it fails, with a result, instead of
+    /// looping forever.
+    pub delivery_limit: u32,
 }
 
 impl Default for AmqpSettings {
@@ -60,6 +64,7 @@ impl Default for AmqpSettings {
             dead_letter_queue: "pushwoosh.dead".into(),
             retry_queue_prefix: "pushwoosh.retry".into(),
             startup_timeout_ms: 30_000,
+            delivery_limit: 10,
         }
     }
 }
@@ -258,6 +263,10 @@ impl Settings {
 
     fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.amqp.prefetch > 0, "amqp.prefetch must be at least 1");
+        anyhow::ensure!(
+            self.amqp.delivery_limit > 0,
+            "amqp.delivery_limit must be at least 1"
+        );
         anyhow::ensure!(
             self.retry.max_attempts > 0,
             "retry.max_attempts must be at least 1 (it counts the first call)"

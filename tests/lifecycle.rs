@@ -4,60 +4,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{TOKEN, TestApp, ok_answer, test_settings};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
-use pushwoosh_worker::settings::Settings;
 use serde_json::json;
-use tokio::process::{Child, Command};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer};
-
-/// The real binary, configured through the environment like an operator would.
-fn worker_command(settings: &Settings) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
-    cmd.arg("run")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .env("AMQP_URL", &settings.amqp.url)
-        .env("PUSHWOOSH_API_URL", &settings.pushwoosh.api_url)
-        .env("PUSHWOOSH_AUTH_TOKEN", TOKEN)
-        .env("PUSHWOOSH_WORKER__HTTP__LISTEN", "127.0.0.1:0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let a = &settings.amqp;
-    for (key, value) in [
-        ("AMQP__JOBS_EXCHANGE", a.jobs_exchange.clone()),
-        ("AMQP__JOBS_QUEUE", a.jobs_queue.clone()),
-        ("AMQP__RESULTS_EXCHANGE", a.results_exchange.clone()),
-        ("AMQP__DEAD_LETTER_QUEUE", a.dead_letter_queue.clone()),
-        ("AMQP__RETRY_QUEUE_PREFIX", a.retry_queue_prefix.clone()),
-        ("AMQP__STARTUP_TIMEOUT_MS", a.startup_timeout_ms.to_string()),
-        (
-            "SHUTDOWN__GRACE_PERIOD_MS",
-            settings.shutdown.grace_period_ms.to_string(),
-        ),
-    ] {
-        cmd.env(format!("PUSHWOOSH_WORKER__{key}"), value);
-    }
-    cmd
-}
-
-async fn sigterm(child: &Child) {
-    let pid = child.id().expect("running").to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
-}
 
 async fn wait_for_calls(mock: &MockServer, n: usize) {
     for _ in 0..200 {
@@ -67,21 +19,6 @@ async fn wait_for_calls(mock: &MockServer, n: usize) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("the worker never made {n} calls");
-}
-
-async fn queue_depth(channel: &lapin::Channel, queue: &str) -> u32 {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count()
 }
 
 fn job(i: usize) -> serde_json::Value {
@@ -97,7 +34,7 @@ async fn sigterm_finishes_the_jobs_in_flight_and_exits_0_without_duplicates() {
         .mount(&mock)
         .await;
     let settings = test_settings(&mock.uri()).await;
-    let mut child = worker_command(&settings).spawn().unwrap();
+    let mut child = common::worker_command(&settings).spawn().unwrap();
     // The worker declares the topology; wait for it, then watch the results.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_conn, channel, mut results) = common::observe(&settings).await;
@@ -113,7 +50,7 @@ async fn sigterm_finishes_the_jobs_in_flight_and_exits_0_without_duplicates() {
         .await;
     }
     wait_for_calls(&mock, 20).await;
-    sigterm(&child).await;
+    common::sigterm(&child).await;
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("the worker exits within the grace period")
@@ -141,7 +78,10 @@ async fn sigterm_finishes_the_jobs_in_flight_and_exits_0_without_duplicates() {
         .is_err(),
         "no duplicate result"
     );
-    assert_eq!(queue_depth(&channel, &settings.amqp.jobs_queue).await, 0);
+    assert_eq!(
+        common::queue_depth(&channel, &settings.amqp.jobs_queue).await,
+        0
+    );
     common::cleanup(&settings);
 }
 
@@ -154,7 +94,7 @@ async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost
         .await;
     let mut settings = test_settings(&slow.uri()).await;
     settings.shutdown.grace_period_ms = 300;
-    let mut child = worker_command(&settings).spawn().unwrap();
+    let mut child = common::worker_command(&settings).spawn().unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_conn, channel, mut results) = common::observe(&settings).await;
     for i in 0..10 {
@@ -169,7 +109,7 @@ async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost
         .await;
     }
     wait_for_calls(&slow, 10).await;
-    sigterm(&child).await;
+    common::sigterm(&child).await;
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("the worker exits soon after the grace period")
@@ -184,7 +124,10 @@ async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost
         .is_err(),
         "a handed-back job has no result yet"
     );
-    assert_eq!(queue_depth(&channel, &settings.amqp.jobs_queue).await, 10);
+    assert_eq!(
+        common::queue_depth(&channel, &settings.amqp.jobs_queue).await,
+        10
+    );
 
     // Another worker picks them up: each ends with exactly one result.
     let fast = MockServer::start().await;
@@ -193,7 +136,7 @@ async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost
         .mount(&fast)
         .await;
     settings.pushwoosh.api_url = format!("{}/json/1.3", fast.uri());
-    let mut child = worker_command(&settings).spawn().unwrap();
+    let mut child = common::worker_command(&settings).spawn().unwrap();
     let mut seen = HashMap::new();
     for _ in 0..10 {
         let r = common::next_from(&mut results, Duration::from_secs(10))
@@ -216,7 +159,7 @@ async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost
         ids_before.contains(&first["request"]["notifications"][0]["transactionId"]),
         "the handed-back push is sent again with the transactionId of its first call"
     );
-    sigterm(&child).await;
+    common::sigterm(&child).await;
     assert!(child.wait().await.unwrap().success());
     common::cleanup(&settings);
 }
@@ -226,7 +169,7 @@ async fn an_unreachable_broker_is_a_clear_error_and_a_non_zero_exit() {
     let mut settings = test_settings("http://127.0.0.1:9").await;
     settings.amqp.url = "amqp://guest:secret-pw@127.0.0.1:1/%2f".into();
     settings.amqp.startup_timeout_ms = 1_000;
-    let output = worker_command(&settings).output().await.unwrap();
+    let output = common::worker_command(&settings).output().await.unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -240,7 +183,7 @@ async fn an_unreachable_broker_is_a_clear_error_and_a_non_zero_exit() {
 #[tokio::test]
 async fn no_token_is_a_clear_error_at_start() {
     let settings = test_settings("http://127.0.0.1:9").await;
-    let output = worker_command(&settings)
+    let output = common::worker_command(&settings)
         .env_remove("PUSHWOOSH_AUTH_TOKEN")
         .output()
         .await

@@ -20,7 +20,8 @@ pub mod headers {
     pub const RECEIVED_AT: &str = "x-pushwoosh-received-at";
     /// The last transient error (on a parked retry) or the final one (on a dead letter).
     pub const LAST_ERROR: &str = "x-pushwoosh-last-error";
-    /// Why a job was dead-lettered: `unparseable`, `retries_exhausted`, `delivery_unknown`, `failed`.
+    /// Why a job was dead-lettered: `unparseable`, `retries_exhausted`, `delivery_unknown`,
+    /// `failed`, `no_token`, `poison`.
     pub const DEAD_REASON: &str = "x-pushwoosh-dead-reason";
     pub const DEAD_AT: &str = "x-pushwoosh-dead-at";
     pub const JOB_ID: &str = "x-pushwoosh-job-id";

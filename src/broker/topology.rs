@@ -20,6 +20,7 @@ pub struct Topology {
     pub dead_letter_queue: String,
     pub retry_queue_prefix: String,
     pub retry_tiers: Vec<Duration>,
+    pub delivery_limit: u32,
 }
 
 impl Topology {
@@ -32,6 +33,7 @@ impl Topology {
             dead_letter_queue: amqp.dead_letter_queue.clone(),
             retry_queue_prefix: amqp.retry_queue_prefix.clone(),
             retry_tiers: retry.tiers(),
+            delivery_limit: amqp.delivery_limit,
         }
     }
 
@@ -92,6 +94,14 @@ impl Topology {
             "x-dead-letter-routing-key".into(),
             long_string(&self.dead_letter_queue),
         );
+        if self.queue_type == QueueType::Quorum {
+            // The broker's last resort against poison jobs; the worker acts one delivery
+            // earlier so that the job still gets its result (see worker::process).
+            jobs_args.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
+            );
+        }
         channel
             .queue_declare(
                 self.jobs_queue.as_str().into(),

@@ -42,6 +42,8 @@ struct Envelope {
     redelivered: bool,
     prior_attempts: u32,
     received_at_ms: i64,
+    /// Earlier deliveries that were never settled (quorum queues' `x-delivery-count`).
+    failed_deliveries: u32,
 }
 
 impl Envelope {
@@ -59,6 +61,9 @@ impl Envelope {
                 .unwrap_or(0),
             received_at_ms: header_int(p, headers::RECEIVED_AT)
                 .unwrap_or_else(|| Utc::now().timestamp_millis()),
+            failed_deliveries: header_int(p, "x-delivery-count")
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
         }
     }
 
@@ -114,6 +119,10 @@ pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
 
 async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -> Settle {
     let span = tracing::Span::current();
+    let limit = ctx.settings.amqp.delivery_limit;
+    if envelope.failed_deliveries >= limit {
+        return poison(delivery, envelope, limit);
+    }
     let mut job = match job::decode(&delivery.data, envelope.message_id.as_deref()) {
         Ok(job) => job,
         Err(DecodeError::Unparseable { job_id, message }) => {
@@ -318,6 +327,46 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
                 dead_letter: Some("retries_exhausted"),
             }
         }
+    }
+}
+
+/// A job whose earlier deliveries all ended without being settled: whatever it does to
+/// a worker, it is not tried again. Failed with a result, and dead-lettered for a look.
+fn poison(delivery: &Delivery, envelope: &Envelope, limit: u32) -> Settle {
+    let span = tracing::Span::current();
+    // Best effort: the body may be what kills workers, so only a cheap look at it.
+    let peek = job::decode(&delivery.data, envelope.message_id.as_deref());
+    let (job_id, kind, application) = match &peek {
+        Ok(job) => (
+            Some(job.id.clone()),
+            job.kind.as_str(),
+            job.application().map(str::to_owned),
+        ),
+        Err(DecodeError::Invalid {
+            job_id,
+            kind,
+            application,
+            ..
+        }) => (job_id.clone(), kind_name(*kind), application.clone()),
+        Err(DecodeError::Unparseable { job_id, .. }) => (job_id.clone(), "unknown", None),
+    };
+    if let Some(id) = &job_id {
+        span.record("job_id", id.as_str());
+    }
+    error!(
+        deliveries = envelope.failed_deliveries,
+        "poison job: delivered {} times without finishing; failed and dead-lettered",
+        envelope.failed_deliveries
+    );
+    let mut event = envelope.event(job_id, kind, application);
+    event.outcome = Outcome::Failed;
+    event.status_message = format!(
+        "poison job: delivered {} times without its worker finishing it (amqp.delivery_limit={limit}); not tried again",
+        envelope.failed_deliveries
+    );
+    Settle::Finish {
+        event: Box::new(event),
+        dead_letter: Some("poison"),
     }
 }
 

@@ -137,13 +137,19 @@ impl TestApp {
         let mock = MockServer::start().await;
         let mut settings = test_settings(&mock.uri()).await;
         configure(&mut settings);
+        Self::start(mock, settings).await
+    }
+
+    /// A worker on given settings and mock (e.g. a second worker after a first one).
+    pub async fn start(mock: MockServer, settings: Settings) -> Self {
         let app = Application::build(settings.clone())
             .await
             .expect("the worker starts");
         let http_addr = app.http_addr();
+        // Watch the results before the worker runs: jobs may already be waiting.
+        let (conn, channel, results) = observe(&settings).await;
         let shutdown = CancellationToken::new();
         let worker = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        let (conn, channel, results) = observe(&settings).await;
         let app = Self {
             settings,
             mock,
@@ -227,6 +233,21 @@ impl TestApp {
             .len()
     }
 
+    /// Stops the worker gracefully, keeping its queues, and hands back its mock.
+    pub async fn stop_keeping_queues(mut self) -> (Settings, MockServer) {
+        self.stop().await;
+        let settings = self.settings.clone();
+        // Skip the cleanup in Drop: the queues outlive this worker.
+        self.settings.amqp.jobs_queue.clear();
+        self.settings.amqp.dead_letter_queue.clear();
+        self.settings.amqp.retry_queue_prefix =
+            format!("{}.gone", settings.amqp.retry_queue_prefix);
+        self.settings.amqp.jobs_exchange.clear();
+        self.settings.amqp.results_exchange.clear();
+        let mock = std::mem::replace(&mut self.mock, MockServer::start().await);
+        (settings, mock)
+    }
+
     /// Stops the worker gracefully and waits for it.
     pub async fn stop(&mut self) {
         self.shutdown.cancel();
@@ -281,6 +302,36 @@ pub fn cleanup(settings: &Settings) {
         });
     })
     .join();
+}
+
+/// Declares a test's topology before any worker runs (to seed its queues).
+pub async fn declare_topology(settings: &Settings) {
+    let conn = Connection::connect(&settings.amqp.url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let policy = pushwoosh_worker::retry::RetryPolicy::new(&settings.retry);
+    pushwoosh_worker::broker::Topology::new(&settings.amqp, &policy)
+        .declare(&channel)
+        .await
+        .unwrap();
+    let _ = conn.close(200, "declared".into()).await;
+}
+
+/// How many messages a queue holds now.
+pub async fn queue_depth(channel: &Channel, queue: &str) -> u32 {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+        .message_count()
 }
 
 /// A confirm-mode channel and a consumer of every result (an exclusive queue bound `#`).
@@ -411,4 +462,48 @@ pub fn ok_answer(response: Value) -> wiremock::ResponseTemplate {
 
 pub fn header_str(properties: &BasicProperties, key: &str) -> Option<String> {
     pushwoosh_worker::broker::publisher::header_str(properties, key)
+}
+
+/// The real binary, configured through the environment like an operator would.
+pub fn worker_command(settings: &Settings) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
+    cmd.arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .env("AMQP_URL", &settings.amqp.url)
+        .env("PUSHWOOSH_API_URL", &settings.pushwoosh.api_url)
+        .env("PUSHWOOSH_AUTH_TOKEN", TOKEN)
+        .env("PUSHWOOSH_WORKER__HTTP__LISTEN", "127.0.0.1:0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let a = &settings.amqp;
+    for (key, value) in [
+        ("AMQP__JOBS_EXCHANGE", a.jobs_exchange.clone()),
+        ("AMQP__JOBS_QUEUE", a.jobs_queue.clone()),
+        ("AMQP__RESULTS_EXCHANGE", a.results_exchange.clone()),
+        ("AMQP__DEAD_LETTER_QUEUE", a.dead_letter_queue.clone()),
+        ("AMQP__RETRY_QUEUE_PREFIX", a.retry_queue_prefix.clone()),
+        ("AMQP__STARTUP_TIMEOUT_MS", a.startup_timeout_ms.to_string()),
+        (
+            "SHUTDOWN__GRACE_PERIOD_MS",
+            settings.shutdown.grace_period_ms.to_string(),
+        ),
+    ] {
+        cmd.env(format!("PUSHWOOSH_WORKER__{key}"), value);
+    }
+    cmd
+}
+
+/// Sends SIGTERM, as an orchestrator would.
+pub async fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
 }

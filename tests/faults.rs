@@ -1,0 +1,287 @@
+//! Faults injected for real: a worker killed with SIGKILL, a poison job, a stop with a
+//! retry parked, and arbitrary bytes as jobs. Each counts that no job is lost.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{TestApp, header_str, json_props, ok_answer, test_settings};
+use lapin::options::{BasicGetOptions, BasicNackOptions};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
+use pushwoosh_worker::broker::publisher::headers;
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn push(id: &str) -> Value {
+    json!({"id": id, "kind": "push", "application": "A-B",
+           "notifications": [{"send_date": "now", "content": "x"}]})
+}
+
+fn tx(body: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(body).unwrap()["request"]["notifications"][0]["transactionId"]
+        .clone()
+}
+
+#[tokio::test]
+async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice() {
+    let hanging = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["C"]})).set_delay(Duration::from_secs(30)))
+        .mount(&hanging)
+        .await;
+    let mut settings = test_settings(&hanging.uri()).await;
+    settings.pushwoosh.timeout_ms = 60_000;
+    common::declare_topology(&settings).await;
+    let (_conn, channel, mut results) = common::observe(&settings).await;
+    for i in 0..15 {
+        let body = serde_json::to_vec(&push(&format!("k9-{i}"))).unwrap();
+        common::publish(
+            &channel,
+            &settings.amqp.jobs_exchange,
+            "k",
+            &body,
+            json_props(),
+        )
+        .await;
+    }
+    let mut child = common::worker_command(&settings).spawn().unwrap();
+    for _ in 0..400 {
+        if hanging.received_requests().await.unwrap().len() >= 15 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(hanging.received_requests().await.unwrap().len(), 15);
+    child.kill().await.unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+
+    let fine = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["C"]})))
+        .mount(&fine)
+        .await;
+    settings.pushwoosh.api_url = format!("{}/json/1.3", fine.uri());
+    let mut child = common::worker_command(&settings).spawn().unwrap();
+    let mut seen = HashMap::new();
+    for _ in 0..15 {
+        let r = common::next_from(&mut results, Duration::from_secs(15))
+            .await
+            .body;
+        assert_eq!(r["outcome"], "ok");
+        assert_eq!(r["redelivered"], true, "the broker redelivered it: {r}");
+        *seen
+            .entry(r["job_id"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 15, "every job has a result");
+    assert!(seen.values().all(|n| *n == 1));
+    // Each resend carries the transactionId of its first, interrupted call.
+    let before: Vec<Value> = hanging
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| tx(&r.body))
+        .collect();
+    for call in fine.received_requests().await.unwrap() {
+        assert!(before.contains(&tx(&call.body)));
+    }
+    common::sigterm(&child).await;
+    assert!(child.wait().await.unwrap().success());
+    common::cleanup(&settings);
+}
+
+#[tokio::test]
+async fn a_poison_job_fails_with_a_result_after_the_delivery_limit() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["C"]})))
+        .mount(&mock)
+        .await;
+    let mut settings = test_settings(&mock.uri()).await;
+    settings.amqp.delivery_limit = 3;
+    common::declare_topology(&settings).await;
+    // Three workers took it and died without settling it (simulated: returned unsettled).
+    let (_conn, channel, _) = common::observe(&settings).await;
+    common::publish(
+        &channel,
+        &settings.amqp.jobs_exchange,
+        "k",
+        &serde_json::to_vec(&push("poison-1")).unwrap(),
+        json_props(),
+    )
+    .await;
+    for _ in 0..3 {
+        let mut got = None;
+        for _ in 0..50 {
+            got = channel
+                .basic_get(
+                    settings.amqp.jobs_queue.as_str().into(),
+                    BasicGetOptions::default(),
+                )
+                .await
+                .unwrap();
+            if got.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        got.expect("the job is in the queue")
+            .delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            })
+            .await
+            .unwrap();
+    }
+    let mut app = TestApp::start(mock, settings).await;
+    let r = app.next_result(Duration::from_secs(10)).await.body;
+    assert_eq!(r["job_id"], "poison-1");
+    assert_eq!(r["outcome"], "failed");
+    assert!(
+        r["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("poison job: delivered 3 times"),
+        "{r}"
+    );
+    assert_eq!(
+        app.total_calls().await,
+        0,
+        "a poison job is not tried again"
+    );
+    let dead = app.dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        header_str(&dead[0].properties, headers::DEAD_REASON).as_deref(),
+        Some("poison")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stop_with_a_long_backoff_pending_is_quick_and_the_retry_survives() {
+    let app = TestApp::spawn_with(|s| {
+        s.retry.initial_delay_ms = 100;
+        s.retry.max_delay_ms = 4_000;
+    })
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "3"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.mock)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["LATER"]})))
+        .with_priority(2)
+        .mount(&app.mock)
+        .await;
+    app.publish_job(&push("parked")).await;
+    for _ in 0..100 {
+        if app.total_calls().await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = Instant::now();
+    let (settings, mock) = app.stop_keeping_queues().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "the backoff does not hold the stop"
+    );
+
+    // The retry waits in the broker, not in the stopped worker; a new worker finishes it.
+    let mut second = TestApp::start(mock, settings).await;
+    let r = second.next_result(Duration::from_secs(10)).await.body;
+    assert_eq!(r["job_id"], "parked");
+    assert_eq!(r["outcome"], "ok");
+    assert_eq!(r["attempts"], 2);
+    second.stop().await;
+}
+
+/// Arbitrary JSON values, biased toward things that look like jobs.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+        prop_oneof![
+            Just("push"),
+            Just("sms"),
+            Just("whatsapp"),
+            Just("targeted"),
+            Just("cancel"),
+            Just("now")
+        ]
+        .prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("id".to_owned()),
+                    Just("kind".to_owned()),
+                    Just("application".to_owned()),
+                    Just("notifications".to_owned()),
+                    Just("message".to_owned()),
+                    "[a-z_]{1,10}"
+                ],
+                inner,
+                0..5
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+#[tokio::test]
+async fn arbitrary_bytes_and_json_each_get_exactly_one_result_and_never_crash_the_worker() {
+    let mut app = TestApp::spawn().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["F"]})))
+        .mount(&app.mock)
+        .await;
+    let mut runner = TestRunner::deterministic();
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    let bytes = prop::collection::vec(any::<u8>(), 0..64);
+    for _ in 0..100 {
+        bodies.push(bytes.new_tree(&mut runner).unwrap().current());
+        bodies.push(
+            serde_json::to_vec(&json_value().new_tree(&mut runner).unwrap().current()).unwrap(),
+        );
+    }
+    for (i, body) in bodies.iter().enumerate() {
+        app.publish_raw(
+            body,
+            json_props().with_message_id(format!("fuzz-{i}").into()),
+        )
+        .await;
+    }
+    let mut outcomes: HashMap<String, usize> = HashMap::new();
+    for _ in 0..bodies.len() {
+        let r = app.next_result(Duration::from_secs(20)).await.body;
+        *outcomes
+            .entry(r["outcome"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+        assert!(r["status_message"].is_string(), "{r}");
+    }
+    app.assert_no_result(Duration::from_millis(300)).await;
+    assert_eq!(
+        common::http_get(app.http_addr, "/readyz").await.0,
+        200,
+        "still up: {outcomes:?}"
+    );
+    app.stop().await;
+}
