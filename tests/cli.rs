@@ -143,3 +143,19 @@ async fn publish_wait_prints_each_result_and_exits_by_outcome() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"rejected\""));
 }
+
+#[test]
+fn the_readmes_validate_example_is_the_real_output() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let prompt = "$ target/release/pushwoosh-worker validate examples/jobs.ndjson\n";
+    let start = readme.find(prompt).expect("the README shows validate") + prompt.len();
+    let shown = &readme[start..start + readme[start..].find("```").unwrap()];
+    let out = bin()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["validate", "examples/jobs.ndjson"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), shown);
+    assert_eq!(out.status.code(), Some(1));
+}
