@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::validate::json_type_name;
+
 /// Which Pushwoosh method a job maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobKind {
@@ -173,17 +175,6 @@ pub fn decode(body: &[u8], message_id: Option<&str>) -> Result<Job, DecodeError>
 
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.chars().count() <= MAX_ID_CHARS
-}
-
-pub fn json_type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,35 @@ async fn wait_for_calls(mock: &MockServer, n: usize) {
     panic!("the worker never made {n} calls");
 }
 
+/// Starts the binary, publishes `n` jobs and waits until all `n` calls are under way.
+async fn worker_busy_with(
+    settings: &pushwoosh_worker::settings::Settings,
+    mock: &MockServer,
+    n: usize,
+) -> (
+    tokio::process::Child,
+    lapin::Connection,
+    lapin::Channel,
+    lapin::Consumer,
+) {
+    common::declare_topology(settings).await;
+    let (conn, channel, results) = common::observe(settings).await;
+    let child = common::worker_command(settings).spawn().unwrap();
+    for i in 0..n {
+        let body = serde_json::to_vec(&job(i)).unwrap();
+        common::publish(
+            &channel,
+            &settings.amqp.jobs_exchange,
+            "k",
+            &body,
+            common::json_props(),
+        )
+        .await;
+    }
+    wait_for_calls(mock, n).await;
+    (child, conn, channel, results)
+}
+
 fn job(i: usize) -> serde_json::Value {
     json!({"id": format!("inflight-{i}"), "kind": "push", "application": "A-B",
            "notifications": [{"send_date": "now", "content": "x"}]})
@@ -34,22 +63,7 @@ async fn sigterm_finishes_the_jobs_in_flight_and_exits_0_without_duplicates() {
         .mount(&mock)
         .await;
     let settings = test_settings(&mock.uri()).await;
-    let mut child = common::worker_command(&settings).spawn().unwrap();
-    // The worker declares the topology; wait for it, then watch the results.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_conn, channel, mut results) = common::observe(&settings).await;
-    for i in 0..20 {
-        let body = serde_json::to_vec(&job(i)).unwrap();
-        common::publish(
-            &channel,
-            &settings.amqp.jobs_exchange,
-            "k",
-            &body,
-            common::json_props(),
-        )
-        .await;
-    }
-    wait_for_calls(&mock, 20).await;
+    let (mut child, _conn, channel, mut results) = worker_busy_with(&settings, &mock, 20).await;
     common::sigterm(&child).await;
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
@@ -94,21 +108,7 @@ async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost
         .await;
     let mut settings = test_settings(&slow.uri()).await;
     settings.shutdown.grace_period_ms = 300;
-    let mut child = common::worker_command(&settings).spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_conn, channel, mut results) = common::observe(&settings).await;
-    for i in 0..10 {
-        let body = serde_json::to_vec(&job(i)).unwrap();
-        common::publish(
-            &channel,
-            &settings.amqp.jobs_exchange,
-            "k",
-            &body,
-            common::json_props(),
-        )
-        .await;
-    }
-    wait_for_calls(&slow, 10).await;
+    let (mut child, _conn, channel, mut results) = worker_busy_with(&settings, &slow, 10).await;
     common::sigterm(&child).await;
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
@@ -208,19 +208,26 @@ async fn endpoints_tell_the_truth() {
     assert_eq!(common::http_get(app.http_addr, "/readyz").await.0, 200);
     app.publish_job(&job(1)).await;
     app.next_result(Duration::from_secs(10)).await;
-    let metrics = app.metrics().await;
-    for expected in [
+    // The result can arrive before the worker has seen its confirm and acked the job:
+    // the metrics settle a moment later.
+    let expected = [
         r#"pushwoosh_worker_jobs_total{kind="push",outcome="ok"} 1"#,
         r#"pushwoosh_worker_api_calls_total{method="createMessage",status="200"} 1"#,
         r#"pushwoosh_worker_api_call_duration_seconds_count{method="createMessage"} 1"#,
         "pushwoosh_worker_jobs_in_flight 0",
         "pushwoosh_worker_consuming 1",
         "pushwoosh_worker_broker_connected 1",
-    ] {
-        assert!(
-            metrics.contains(expected),
-            "missing {expected} in\n{metrics}"
-        );
+    ];
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = app.metrics().await;
+        if expected.iter().all(|e| metrics.contains(e)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for e in expected {
+        assert!(metrics.contains(e), "missing {e} in\n{metrics}");
     }
     assert!(!metrics.contains(TOKEN));
     app.stop().await;

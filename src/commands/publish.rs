@@ -9,11 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::BasicProperties;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 
 use crate::broker::{self, Topology};
 use crate::retry::RetryPolicy;
@@ -54,39 +50,7 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitC
     let run_id = format!("{:08x}", fastrand::u32(..));
     let mut results = None;
     if args.wait {
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                settings.amqp.results_exchange.as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        results = Some(
-            channel
-                .basic_consume(
-                    queue.name().clone(),
-                    "publish-wait".into(),
-                    BasicConsumeOptions {
-                        no_ack: true,
-                        ..BasicConsumeOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?,
-        );
+        results = Some(broker::watch_results(&channel, &settings.amqp.results_exchange).await?);
     }
 
     let mut pending = HashSet::new();

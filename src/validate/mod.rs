@@ -31,6 +31,8 @@ mod tests_rules;
 use std::str::FromStr;
 
 pub use report::{Problem, Report};
+/// "a string", "an array", …: a JSON value's type, for messages.
+pub use values::describe as json_type_name;
 
 /// What to do with a parameter that the Pushwoosh reference does not document for its place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use crate::validate::schema::Rule;
 use crate::validate::{conditions, dates, structured, suggest};
 
 /// "a string", "an array", ... for messages.
-pub(crate) fn describe(v: &Value) -> &'static str {
+pub fn describe(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
