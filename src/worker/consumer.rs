@@ -208,7 +208,6 @@ async fn session(
         )
         .await;
     }
-    let _ = consume_channel.close(200, "worker stopping".into()).await;
     info!("stopped cleanly");
     Ok(SessionEnd::Stopped)
 }
