@@ -260,3 +260,24 @@ async fn http_400_is_rejected_without_retry() {
     assert_eq!(app.total_calls().await, 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_classic_jobs_queue_works_the_same_when_configured() {
+    let mut app = TestApp::spawn_with(|s| {
+        s.amqp.queue_type = pushwoosh_worker::settings::QueueType::Classic;
+    })
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["CL-1"]})))
+        .mount(&app.mock)
+        .await;
+    app.publish_job(
+        &json!({"id": "classic-1", "kind": "push", "application": "A-B",
+        "notifications": [{"send_date": "now", "content": "x"}]}),
+    )
+    .await;
+    let r = app.next_result(WAIT).await.body;
+    assert_eq!(r["outcome"], "ok");
+    assert_eq!(r["message_codes"], json!(["CL-1"]));
+    app.stop().await;
+}
