@@ -20,13 +20,18 @@ pub mod headers {
     pub const RECEIVED_AT: &str = "x-pushwoosh-received-at";
     /// The last transient error (on a parked retry) or the final one (on a dead letter).
     pub const LAST_ERROR: &str = "x-pushwoosh-last-error";
-    /// Why a job was dead-lettered: `unparseable`, `retries_exhausted`, `delivery_unknown`, `failed`.
+    /// Why a job was dead-lettered: `unparseable`, `retries_exhausted`, `delivery_unknown`,
+    /// `failed`, `no_token`.
     pub const DEAD_REASON: &str = "x-pushwoosh-dead-reason";
     pub const DEAD_AT: &str = "x-pushwoosh-dead-at";
     pub const JOB_ID: &str = "x-pushwoosh-job-id";
     pub const KIND: &str = "x-pushwoosh-kind";
     pub const ORIGINAL_EXCHANGE: &str = "x-pushwoosh-original-exchange";
     pub const ORIGINAL_ROUTING_KEY: &str = "x-pushwoosh-original-routing-key";
+    /// Set by `replay`: when the dead letter was last put back, ms since the Unix epoch.
+    pub const REPLAYED_AT: &str = "x-pushwoosh-replayed-at";
+    /// Set by `replay`: how many times the job has been put back from the dead-letter queue.
+    pub const REPLAY_COUNT: &str = "x-pushwoosh-replay-count";
 }
 
 const PERSISTENT: u8 = 2;
