@@ -34,6 +34,8 @@ pub enum Command {
     },
     /// Publish jobs to the jobs exchange with confirms; --wait prints each result.
     Publish(crate::commands::publish::PublishArgs),
+    /// Move dead letters back to the jobs exchange, all or filtered; --dry-run shows what would move.
+    Replay(crate::commands::replay::ReplayArgs),
     /// Serve a local Pushwoosh-compatible API (no account needed) for trying the worker out.
     Sandbox(crate::sandbox::SandboxArgs),
 }
@@ -64,6 +66,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = Settings::load(cli.config.as_deref())?;
             telemetry::init(settings.log.format);
             crate::commands::publish::run(&settings, args).await
+        }
+        Command::Replay(args) => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            telemetry::init(settings.log.format);
+            crate::commands::replay::run(&settings, args).await
         }
         Command::Sandbox(args) => {
             telemetry::init(crate::settings::LogFormat::Text);

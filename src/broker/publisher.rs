@@ -28,6 +28,10 @@ pub mod headers {
     pub const KIND: &str = "x-pushwoosh-kind";
     pub const ORIGINAL_EXCHANGE: &str = "x-pushwoosh-original-exchange";
     pub const ORIGINAL_ROUTING_KEY: &str = "x-pushwoosh-original-routing-key";
+    /// Set by `replay`: when the dead letter was last put back, ms since the Unix epoch.
+    pub const REPLAYED_AT: &str = "x-pushwoosh-replayed-at";
+    /// Set by `replay`: how many times the job has been put back from the dead-letter queue.
+    pub const REPLAY_COUNT: &str = "x-pushwoosh-replay-count";
 }
 
 const PERSISTENT: u8 = 2;

@@ -2,4 +2,5 @@
 
 pub mod jobs_file;
 pub mod publish;
+pub mod replay;
 pub mod validate;
