@@ -59,10 +59,11 @@ impl WorkerContext {
     }
 }
 
-/// What `/readyz` reports: connected to the broker and consuming.
+/// What `/readyz` reports: connected to the broker and consuming, circuit breaker closed.
 #[derive(Debug, Default)]
 pub struct Readiness {
     consuming: AtomicBool,
+    breaker_open: AtomicBool,
 }
 
 impl Readiness {
@@ -70,7 +71,16 @@ impl Readiness {
         self.consuming.store(consuming, Ordering::SeqCst);
     }
 
+    /// Open or half-open: Pushwoosh is failing.
+    pub fn set_breaker_open(&self, open: bool) {
+        self.breaker_open.store(open, Ordering::SeqCst);
+    }
+
+    pub fn breaker_open(&self) -> bool {
+        self.breaker_open.load(Ordering::SeqCst)
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.consuming.load(Ordering::SeqCst)
+        self.consuming.load(Ordering::SeqCst) && !self.breaker_open()
     }
 }
