@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::breaker::CircuitBreaker;
 use crate::broker::Publisher;
 use crate::job::{Job, JobKind};
 use crate::metrics::Metrics;
@@ -24,6 +25,7 @@ pub struct WorkerContext {
     /// Cancelled when the shutdown grace period is over: jobs that have not been sent
     /// yet go back to the queue instead of being started.
     pub hand_back: CancellationToken,
+    pub breaker: Arc<CircuitBreaker>,
 }
 
 /// The result of the worker's own validation of a job.

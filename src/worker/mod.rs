@@ -3,6 +3,7 @@
 pub mod breaker;
 pub mod consumer;
 pub mod context;
+mod outage;
 pub mod process;
 
 pub use breaker::{BreakerState, CircuitBreaker};
