@@ -54,7 +54,12 @@ async fn live() -> &'static str {
 }
 
 async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
-    if state.readiness.is_ready() {
+    if state.readiness.breaker_open() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: circuit breaker open: Pushwoosh is failing\n",
+        )
+    } else if state.readiness.is_ready() {
         (
             StatusCode::OK,
             "ready: connected to the broker and consuming\n",

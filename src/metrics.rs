@@ -37,6 +37,12 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    /// `open`, `half_open`, `closed`.
+    pub to: &'static str,
+}
+
 type HistogramFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -49,6 +55,9 @@ pub struct Metrics {
     pub jobs_in_flight: Gauge,
     pub broker_connected: Gauge,
     pub consuming: Gauge,
+    pub breaker_open: Gauge,
+    pub breaker_transitions: Family<TransitionLabels, Counter>,
+    pub breaker_held_jobs: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -103,6 +112,24 @@ impl Metrics {
             "1 while consuming the jobs queue",
             consuming.clone(),
         );
+        let breaker_open = Gauge::default();
+        registry.register(
+            "breaker_open",
+            "1 while the circuit breaker is open or half-open (Pushwoosh failing)",
+            breaker_open.clone(),
+        );
+        let breaker_transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register(
+            "breaker_transitions",
+            "Circuit breaker state changes, by the state entered",
+            breaker_transitions.clone(),
+        );
+        let breaker_held_jobs = Counter::default();
+        registry.register(
+            "breaker_held_jobs",
+            "Jobs parked by the open circuit breaker without using their retry budget",
+            breaker_held_jobs.clone(),
+        );
         Self {
             registry,
             jobs,
@@ -113,6 +140,9 @@ impl Metrics {
             jobs_in_flight,
             broker_connected,
             consuming,
+            breaker_open,
+            breaker_transitions,
+            breaker_held_jobs,
         }
     }
 

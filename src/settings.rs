@@ -21,6 +21,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub shutdown: ShutdownSettings,
     pub validation: ValidationSettings,
+    pub breaker: BreakerSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -104,6 +105,15 @@ impl PushwooshSettings {
                     .map(|(_, token)| token)
             })
             .or(self.auth_token.as_ref())
+    }
+
+    /// Whether `application` has a token of its own (else calls use the default token).
+    pub fn has_application_token(&self, application: Option<&str>) -> bool {
+        application.is_some_and(|app| {
+            self.tokens
+                .keys()
+                .any(|code| code.eq_ignore_ascii_case(app))
+        })
     }
 
     pub fn has_any_token(&self) -> bool {
@@ -208,6 +218,39 @@ pub struct ValidationSettings {
     pub unknown_params: UnknownParamsPolicy,
 }
 
+/// The circuit breaker: when Pushwoosh fails for everyone, stop taking jobs and probe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSettings {
+    pub enabled: bool,
+    /// Outages in a row (5xx, time-outs, connection errors, auth rejected) that open it.
+    pub failure_threshold: u32,
+    /// The first open period; each failed probe doubles it, up to `max_open_ms`.
+    pub initial_open_ms: u64,
+    pub max_open_ms: u64,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failure_threshold: 10,
+            initial_open_ms: 1_000,
+            max_open_ms: 60_000,
+        }
+    }
+}
+
+impl BreakerSettings {
+    pub fn initial_open(&self) -> Duration {
+        Duration::from_millis(self.initial_open_ms)
+    }
+
+    pub fn max_open(&self) -> Duration {
+        Duration::from_millis(self.max_open_ms)
+    }
+}
+
 /// Where the configuration file comes from.
 pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(path) = explicit {
@@ -282,6 +325,18 @@ impl Settings {
         anyhow::ensure!(
             self.pushwoosh.timeout_ms > 0,
             "pushwoosh.timeout_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            self.breaker.failure_threshold > 0,
+            "breaker.failure_threshold must be at least 1"
+        );
+        anyhow::ensure!(
+            self.breaker.initial_open_ms > 0,
+            "breaker.initial_open_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            self.breaker.max_open_ms >= self.breaker.initial_open_ms,
+            "breaker.max_open_ms must be at least breaker.initial_open_ms"
         );
         Ok(())
     }

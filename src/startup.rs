@@ -17,7 +17,7 @@ use crate::pushwoosh::PushwooshClient;
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 use crate::worker::consumer::{ConsumerSetup, connection_name};
-use crate::worker::{Readiness, run_consumer};
+use crate::worker::{CircuitBreaker, Readiness, run_consumer};
 
 pub struct Application {
     listener: TcpListener,
@@ -56,6 +56,13 @@ impl Application {
         let channel = connection.create_channel().await?;
         topology.declare(&channel).await?;
         let _ = channel.close(200, "declared".into()).await;
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Arc::new(Readiness::default());
+        let breaker = Arc::new(CircuitBreaker::new(
+            &settings.breaker,
+            metrics.clone(),
+            readiness.clone(),
+        ));
         let settings = Arc::new(settings);
         Ok(Self {
             listener,
@@ -65,8 +72,9 @@ impl Application {
                 client,
                 topology,
                 retry,
-                metrics: Arc::new(Metrics::new()),
-                readiness: Arc::new(Readiness::default()),
+                metrics,
+                readiness,
+                breaker,
             },
         })
     }

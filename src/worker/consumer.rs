@@ -1,5 +1,6 @@
 //! Consuming the jobs queue: `amqp.prefetch` deliveries in flight, each in its own task;
-//! a graceful stop on request; a reconnect with backoff when the broker goes away.
+//! a pause while the circuit breaker is open; a graceful stop on request; a reconnect
+//! with backoff when the broker goes away.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,15 +8,16 @@ use std::time::Duration;
 use anyhow::Context;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
-use lapin::Connection;
 use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+    BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions, ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use super::breaker::{BreakerState, CircuitBreaker};
 use super::context::{Readiness, WorkerContext};
 use super::process::process;
 use crate::broker::{self, Publisher, Topology};
@@ -32,6 +34,7 @@ pub struct ConsumerSetup {
     pub retry: RetryPolicy,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    pub breaker: Arc<CircuitBreaker>,
 }
 
 /// How a session with the broker ended.
@@ -104,7 +107,15 @@ pub fn connection_name() -> String {
     format!("pushwoosh-worker@{host}#{}", std::process::id())
 }
 
-/// One connection's worth of consuming.
+/// Why consuming paused.
+enum Pause {
+    Shutdown,
+    BreakerOpen,
+    Lost(anyhow::Error),
+}
+
+/// One connection's worth of consuming: consume while the circuit breaker is closed,
+/// hold off and probe while it is not, stop gracefully on request.
 async fn session(
     setup: &ConsumerSetup,
     conn: &Connection,
@@ -125,16 +136,6 @@ async fn session(
         .basic_qos(amqp.prefetch, BasicQosOptions::default())
         .await
         .context("setting the prefetch")?;
-    let tag = format!("{}-{}", connection_name(), fastrand::u32(..));
-    let mut consumer = consume_channel
-        .basic_consume(
-            amqp.jobs_queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("consuming {}", amqp.jobs_queue))?;
 
     let ctx = Arc::new(WorkerContext {
         settings: setup.settings.clone(),
@@ -143,24 +144,74 @@ async fn session(
         retry: setup.retry.clone(),
         metrics: setup.metrics.clone(),
         hand_back: CancellationToken::new(),
+        breaker: setup.breaker.clone(),
     });
     let tasks = TaskTracker::new();
-    setup.readiness.set_consuming(true);
-    setup.metrics.consuming.set(1);
-    info!(queue = %amqp.jobs_queue, prefetch = amqp.prefetch, "consuming jobs");
+    let mut breaker = setup.breaker.subscribe();
 
     let lost = loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break None,
-            next = consumer.next() => match next {
-                Some(Ok(delivery)) => { tasks.spawn(process(delivery, ctx.clone())); }
-                Some(Err(e)) => break Some(anyhow::Error::new(e).context("consuming")),
-                None => break Some(anyhow::anyhow!("the broker cancelled the consumer")),
-            },
+        if *breaker.borrow_and_update() != BreakerState::Closed {
+            match hold_and_probe(setup, &consume_channel, &ctx, &tasks, shutdown).await {
+                Ok(HoldEnd::Closed) => continue,
+                Ok(HoldEnd::Stopped) => break None,
+                Err(e) => break Some(e),
+            }
+        }
+        let tag = format!("{}-{}", connection_name(), fastrand::u32(..));
+        let mut consumer = match consume_channel
+            .basic_consume(
+                amqp.jobs_queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("consuming {}", amqp.jobs_queue))
+        {
+            Ok(consumer) => consumer,
+            Err(e) => break Some(e),
+        };
+        setup.readiness.set_consuming(true);
+        setup.metrics.consuming.set(1);
+        info!(queue = %amqp.jobs_queue, prefetch = amqp.prefetch, "consuming jobs");
+
+        let pause = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break Pause::Shutdown,
+                Ok(()) = breaker.changed() => {
+                    if *breaker.borrow_and_update() != BreakerState::Closed {
+                        break Pause::BreakerOpen;
+                    }
+                }
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => { tasks.spawn(process(delivery, ctx.clone())); }
+                    Some(Err(e)) => break Pause::Lost(anyhow::Error::new(e).context("consuming")),
+                    None => break Pause::Lost(anyhow::anyhow!("the broker cancelled the consumer")),
+                },
+            }
+        };
+        setup.readiness.set_consuming(false);
+        setup.metrics.consuming.set(0);
+        match pause {
+            Pause::Lost(e) => break Some(e),
+            Pause::Shutdown => {
+                info!(
+                    in_flight = tasks.len(),
+                    "stopping: no new jobs, finishing the ones in flight"
+                );
+                stop_consuming(&consume_channel, &tag, &mut consumer, &ctx, &tasks).await;
+                break None;
+            }
+            Pause::BreakerOpen => {
+                info!(
+                    in_flight = tasks.len(),
+                    "circuit breaker open: no new jobs until Pushwoosh answers again"
+                );
+                // Deliveries already here are held by the breaker without being sent.
+                stop_consuming(&consume_channel, &tag, &mut consumer, &ctx, &tasks).await;
+            }
         }
     };
-    setup.readiness.set_consuming(false);
-    setup.metrics.consuming.set(0);
 
     if let Some(error) = lost {
         // Deliveries of a broken channel cannot be settled: the broker requeues them.
@@ -175,23 +226,6 @@ async fn session(
         return Ok(SessionEnd::Lost(error));
     }
 
-    info!(
-        in_flight = tasks.len(),
-        "stopping: no new jobs, finishing the ones in flight"
-    );
-    if let Err(e) = consume_channel
-        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-        .await
-    {
-        warn!(error = %e, "could not cancel the consumer");
-    }
-    // Deliveries already on their way before the cancel are processed too, so that
-    // none comes back marked as redelivered without a reason.
-    while let Ok(Some(Ok(delivery))) =
-        tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
-    {
-        tasks.spawn(process(delivery, ctx.clone()));
-    }
     tasks.close();
     let grace = Duration::from_millis(setup.settings.shutdown.grace_period_ms);
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
@@ -211,6 +245,81 @@ async fn session(
     info!("stopped cleanly");
     Ok(SessionEnd::Stopped)
 }
+
+/// Cancels the consumer. Deliveries already on their way before the cancel are processed
+/// too, so that none comes back marked as redelivered without a reason.
+async fn stop_consuming(
+    channel: &Channel,
+    tag: &str,
+    consumer: &mut Consumer,
+    ctx: &Arc<WorkerContext>,
+    tasks: &TaskTracker,
+) {
+    if let Err(e) = channel
+        .basic_cancel(tag.into(), BasicCancelOptions::default())
+        .await
+    {
+        warn!(error = %e, "could not cancel the consumer");
+    }
+    while let Ok(Some(Ok(delivery))) =
+        tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
+    {
+        tasks.spawn(process(delivery, ctx.clone()));
+    }
+}
+
+/// How holding off ended.
+enum HoldEnd {
+    /// Pushwoosh answered a probe: consume again.
+    Closed,
+    /// Asked to stop.
+    Stopped,
+}
+
+/// While the breaker is open, takes nothing; once the open period is over, takes one job
+/// at a time (basic.get) and processes it, until an answer closes or reopens the breaker.
+/// A job that is not a call (rejected by validation, unparseable) decides nothing: the
+/// next one probes.
+async fn hold_and_probe(
+    setup: &ConsumerSetup,
+    channel: &Channel,
+    ctx: &Arc<WorkerContext>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<HoldEnd> {
+    let queue = setup.settings.amqp.jobs_queue.as_str();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(HoldEnd::Stopped),
+            () = setup.breaker.wait_for_probe() => {}
+        }
+        while setup.breaker.state() == BreakerState::HalfOpen {
+            let probe = channel
+                .basic_get(queue.into(), BasicGetOptions::default())
+                .await
+                .context("taking a probe job")?;
+            match probe {
+                Some(message) => {
+                    let done = tasks.spawn(process(message.delivery, ctx.clone()));
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(HoldEnd::Stopped),
+                        _ = done => {}
+                    }
+                }
+                None => tokio::select! {
+                    () = shutdown.cancelled() => return Ok(HoldEnd::Stopped),
+                    () = tokio::time::sleep(PROBE_POLL) => {}
+                },
+            }
+        }
+        if setup.breaker.state() == BreakerState::Closed {
+            return Ok(HoldEnd::Closed);
+        }
+    }
+}
+
+/// How often a half-open breaker looks for a probe job in an empty queue.
+const PROBE_POLL: Duration = Duration::from_millis(250);
 
 impl ConsumerSetup {
     fn client_timeout(&self) -> Duration {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::breaker::CircuitBreaker;
 use crate::broker::Publisher;
 use crate::job::{Job, JobKind};
 use crate::metrics::Metrics;
@@ -24,6 +25,7 @@ pub struct WorkerContext {
     /// Cancelled when the shutdown grace period is over: jobs that have not been sent
     /// yet go back to the queue instead of being started.
     pub hand_back: CancellationToken,
+    pub breaker: Arc<CircuitBreaker>,
 }
 
 /// The result of the worker's own validation of a job.
@@ -59,10 +61,11 @@ impl WorkerContext {
     }
 }
 
-/// What `/readyz` reports: connected to the broker and consuming.
+/// What `/readyz` reports: connected to the broker and consuming, circuit breaker closed.
 #[derive(Debug, Default)]
 pub struct Readiness {
     consuming: AtomicBool,
+    breaker_open: AtomicBool,
 }
 
 impl Readiness {
@@ -70,7 +73,16 @@ impl Readiness {
         self.consuming.store(consuming, Ordering::SeqCst);
     }
 
+    /// Open or half-open: Pushwoosh is failing.
+    pub fn set_breaker_open(&self, open: bool) {
+        self.breaker_open.store(open, Ordering::SeqCst);
+    }
+
+    pub fn breaker_open(&self) -> bool {
+        self.breaker_open.load(Ordering::SeqCst)
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.consuming.load(Ordering::SeqCst)
+        self.consuming.load(Ordering::SeqCst) && !self.breaker_open()
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::context::WorkerContext;
+use super::outage::{self, Budget};
 use crate::broker::publisher::{DeadLetter, ParkedRetry, header_int, headers};
 use crate::job::{self, DecodeError, Job, JobKind};
 use crate::metrics::{CallLabels, JobLabels, MethodLabels, ReasonLabels, RetryLabels};
@@ -22,7 +23,7 @@ use crate::result_event::{
 use crate::retry::RetryDecision;
 
 /// What happens to the delivery once the job's fate is decided.
-enum Settle {
+pub(super) enum Settle {
     /// Publish this result (after the optional dead letter), then ack.
     Finish {
         event: Box<ResultEvent>,
@@ -200,6 +201,13 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
     let attempts = envelope.prior_attempts + 1;
     event.attempts = attempts;
 
+    let budget = Budget {
+        prior_attempts: envelope.prior_attempts,
+        received_at_ms: envelope.received_at_ms,
+    };
+    if let Some(held) = outage::before_call(ctx, delivery, budget).await {
+        return held;
+    }
     let Some(answer) = call(ctx, &job, body).await else {
         info!("shutting down: job handed back to the queue before its call");
         return Settle::HandBack;
@@ -212,6 +220,9 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
             status: call_status(&answer, &verdict),
         })
         .inc();
+    if let Some(held) = outage::after_verdict(ctx, delivery, &job, &verdict, budget).await {
+        return held;
+    }
     let (outcome_of_transient, dead_letter) = match verdict {
         Verdict::Success {
             status_message,

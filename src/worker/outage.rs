@@ -1,0 +1,104 @@
+//! Jobs the circuit breaker holds back while Pushwoosh fails for everyone: parked for a
+//! later call without using their retry budget, so an outage fails no job.
+
+use std::time::Duration;
+
+use lapin::message::Delivery;
+use tracing::{error, info};
+
+use super::breaker::{BreakerState, Signal};
+use super::context::WorkerContext;
+use super::process::Settle;
+use crate::broker::publisher::ParkedRetry;
+use crate::job::Job;
+use crate::pushwoosh::Verdict;
+
+/// What a held job keeps: its calls so far (not counting the held one) and its first receipt.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Budget {
+    pub prior_attempts: u32,
+    pub received_at_ms: i64,
+}
+
+/// Before the call: while the breaker is open, the job is parked instead of sent.
+pub(super) async fn before_call(
+    ctx: &WorkerContext,
+    delivery: &Delivery,
+    budget: Budget,
+) -> Option<Settle> {
+    if ctx.breaker.admits() {
+        return None;
+    }
+    Some(park(ctx, delivery, budget, "circuit breaker open: not sent").await)
+}
+
+/// After the call: tells the breaker what Pushwoosh's answer says about Pushwoosh; an
+/// outage answer while the breaker is (now) open parks the job without charging the call.
+/// A call that may have reached Pushwoosh and must not be repeated (SMS, WhatsApp) is
+/// left to the normal path: holding it would send it again.
+pub(super) async fn after_verdict(
+    ctx: &WorkerContext,
+    delivery: &Delivery,
+    job: &Job,
+    verdict: &Verdict,
+    budget: Budget,
+) -> Option<Settle> {
+    let shared_token = !ctx
+        .settings
+        .pushwoosh
+        .has_application_token(job.application());
+    let signal = Signal::of(verdict, shared_token);
+    let state = ctx.breaker.record(&signal);
+    let Signal::Down(error) = signal else {
+        return None;
+    };
+    if state == BreakerState::Closed {
+        return None;
+    }
+    let may_have_reached = matches!(
+        verdict,
+        Verdict::Transient {
+            may_have_reached: true,
+            ..
+        }
+    );
+    if may_have_reached && !ctx.may_resend_unknown(job.kind) {
+        return None;
+    }
+    Some(park(ctx, delivery, budget, &error).await)
+}
+
+async fn park(ctx: &WorkerContext, delivery: &Delivery, budget: Budget, error: &str) -> Settle {
+    // The shortest tier: the job is back in the jobs queue soon and waits there, untaken,
+    // until the breaker lets jobs through again.
+    let tier = ctx.retry.tier_for(Duration::ZERO);
+    let parked = ParkedRetry {
+        attempts: budget.prior_attempts,
+        received_at_ms: budget.received_at_ms,
+        last_error: error,
+        tier,
+        delay: tier,
+    };
+    match ctx
+        .publisher
+        .park_retry(&delivery.data, &delivery.properties, &parked)
+        .await
+    {
+        Ok(()) => {
+            info!(
+                attempts = budget.prior_attempts,
+                %error,
+                "circuit breaker open: job parked without using its retry budget"
+            );
+            ctx.metrics.breaker_held_jobs.inc();
+            Settle::Parked
+        }
+        Err(e) => {
+            error!(
+                error = format!("{e:#}"),
+                "could not park the held job: job handed back"
+            );
+            Settle::HandBack
+        }
+    }
+}

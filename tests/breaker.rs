@@ -1,0 +1,157 @@
+//! The circuit breaker against the real broker: Pushwoosh failing for everyone opens it,
+//! jobs wait in the queue instead of burning their retries, and it closes when
+//! Pushwoosh answers again.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{TestApp, http_get, ok_answer};
+use serde_json::json;
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
+
+/// Answers `fail` until `until`, then a Pushwoosh success; counts the failures it gave.
+struct OutageUntil {
+    until: Instant,
+    fail: ResponseTemplate,
+    failures: Arc<AtomicUsize>,
+}
+
+impl Respond for OutageUntil {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        if Instant::now() < self.until {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            self.fail.clone()
+        } else {
+            ok_answer(json!({"Messages": ["CODE-1"]}))
+        }
+    }
+}
+
+fn push(id: &str) -> serde_json::Value {
+    json!({"id": id, "kind": "push", "application": "ABCDE-12345",
+           "notifications": [{"send_date": "now", "content": "hi", "users": ["u1"]}]})
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn an_outage_opens_the_breaker_the_queue_waits_and_drains_when_pushwoosh_recovers() {
+    const JOBS: usize = 30;
+    let mut app = TestApp::spawn_with(|s| {
+        s.amqp.prefetch = 5;
+        s.breaker.failure_threshold = 3;
+        s.breaker.initial_open_ms = 300;
+        s.breaker.max_open_ms = 1_000;
+        s.retry.max_attempts = 3;
+    })
+    .await;
+    let failures = Arc::new(AtomicUsize::new(0));
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(OutageUntil {
+            until: Instant::now() + Duration::from_secs(2),
+            fail: ResponseTemplate::new(500).set_body_string("everything is on fire"),
+            failures: failures.clone(),
+        })
+        .mount(&app.mock)
+        .await;
+
+    // Watch /readyz until every result is in.
+    let addr = app.http_addr;
+    let watching = Arc::new(AtomicBool::new(true));
+    let readyz = tokio::spawn({
+        let watching = watching.clone();
+        async move {
+            let mut seen = Vec::new();
+            while watching.load(Ordering::SeqCst) {
+                seen.push(http_get(addr, "/readyz").await);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        }
+    });
+
+    for n in 0..JOBS {
+        app.publish_job(&push(&format!("job-{n}"))).await;
+    }
+    let mut outcomes: HashMap<String, Vec<String>> = HashMap::new();
+    for _ in 0..JOBS {
+        let r = app.next_result(Duration::from_secs(20)).await.body;
+        outcomes
+            .entry(r["job_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(r["outcome"].as_str().unwrap().to_owned());
+    }
+    watching.store(false, Ordering::SeqCst);
+    app.assert_no_result(Duration::from_millis(500)).await;
+    assert_eq!(outcomes.len(), JOBS, "every job has a result: {outcomes:?}");
+    for (job, seen) in &outcomes {
+        assert_eq!(seen, &["ok"], "{job}: exactly one result, ok");
+    }
+    assert!(app.dead_letters().await.is_empty(), "nothing dead-lettered");
+
+    let calls_during_outage = failures.load(Ordering::SeqCst);
+    // Without the breaker: every job's whole budget, 30 × 3 calls.
+    assert!(
+        calls_during_outage < JOBS / 2,
+        "the breaker kept the outage from burning the queue: {calls_during_outage} failed calls"
+    );
+
+    let metrics = app.metrics().await;
+    let opened = metric(
+        &metrics,
+        r#"pushwoosh_worker_breaker_transitions_total{to="open"}"#,
+    );
+    let closed = metric(
+        &metrics,
+        r#"pushwoosh_worker_breaker_transitions_total{to="closed"}"#,
+    );
+    assert!(opened >= 1.0, "{metrics}");
+    assert!(closed >= 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, "pushwoosh_worker_breaker_open"), 0.0);
+    assert!(
+        metric(&metrics, "pushwoosh_worker_breaker_held_jobs_total") >= 1.0,
+        "{metrics}"
+    );
+
+    let seen = readyz.await.unwrap();
+    assert!(
+        seen.iter()
+            .any(|(status, body)| *status == 503 && body.contains("circuit breaker open")),
+        "/readyz said the breaker was open at some point: {seen:?}"
+    );
+    assert_eq!(http_get(app.http_addr, "/readyz").await.0, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_auth_failure_for_everyone_holds_the_jobs_instead_of_failing_them() {
+    let mut app = TestApp::spawn_with(|s| {
+        s.breaker.failure_threshold = 1;
+        s.breaker.initial_open_ms = 200;
+        s.breaker.max_open_ms = 400;
+    })
+    .await;
+    let failures = Arc::new(AtomicUsize::new(0));
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(OutageUntil {
+            until: Instant::now() + Duration::from_millis(1_500),
+            fail: ResponseTemplate::new(401),
+            failures: failures.clone(),
+        })
+        .mount(&app.mock)
+        .await;
+    app.publish_job(&push("locked-out")).await;
+    let r = app.next_result(Duration::from_secs(15)).await.body;
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(r["attempts"], 1, "held calls do not use the retry budget");
+    assert!(failures.load(Ordering::SeqCst) >= 2);
+    app.stop().await;
+}
