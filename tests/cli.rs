@@ -77,28 +77,11 @@ async fn publish_wait_prints_each_result_and_exits_by_outcome() {
         .respond_with(ok_answer(json!({"Messages": ["P-1"]})))
         .mount(&app.mock)
         .await;
-    let a = &app.settings.amqp;
     let run = |jobs: &'static str| {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
-        cmd.args(["publish", "--wait", "--timeout-secs", "20", "-"])
-            .env("AMQP_URL", &a.url)
-            .env("PUSHWOOSH_WORKER__AMQP__JOBS_EXCHANGE", &a.jobs_exchange)
-            .env("PUSHWOOSH_WORKER__AMQP__JOBS_QUEUE", &a.jobs_queue)
-            .env(
-                "PUSHWOOSH_WORKER__AMQP__RESULTS_EXCHANGE",
-                &a.results_exchange,
-            )
-            .env(
-                "PUSHWOOSH_WORKER__AMQP__DEAD_LETTER_QUEUE",
-                &a.dead_letter_queue,
-            )
-            .env(
-                "PUSHWOOSH_WORKER__AMQP__RETRY_QUEUE_PREFIX",
-                &a.retry_queue_prefix,
-            )
-            .env("PUSHWOOSH_WORKER__RETRY__INITIAL_DELAY_MS", "20")
-            .env("PUSHWOOSH_WORKER__RETRY__MAX_DELAY_MS", "100")
-            .stdin(Stdio::piped())
+        cmd.args(["publish", "--wait", "--timeout-secs", "20", "-"]);
+        common::point_at_test_names(&mut cmd, &app.settings);
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         async move {

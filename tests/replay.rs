@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{TestApp, cleanup, drain, header_str, json_props, ok_answer, publish, test_settings};
-use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use pushwoosh_worker::broker::Topology;
@@ -23,35 +22,10 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// The binary with the test's names and fast retries in its environment.
 fn replay(settings: &Settings, args: &[&str]) -> tokio::process::Command {
-    let a = &settings.amqp;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
-    cmd.arg("replay")
-        .args(args)
-        .env_remove("PUSHWOOSH_WORKER_CONFIG")
-        .env("AMQP_URL", &a.url)
-        .env("PUSHWOOSH_WORKER__AMQP__JOBS_EXCHANGE", &a.jobs_exchange)
-        .env("PUSHWOOSH_WORKER__AMQP__JOBS_QUEUE", &a.jobs_queue)
-        .env(
-            "PUSHWOOSH_WORKER__AMQP__RESULTS_EXCHANGE",
-            &a.results_exchange,
-        )
-        .env(
-            "PUSHWOOSH_WORKER__AMQP__DEAD_LETTER_QUEUE",
-            &a.dead_letter_queue,
-        )
-        .env(
-            "PUSHWOOSH_WORKER__AMQP__RETRY_QUEUE_PREFIX",
-            &a.retry_queue_prefix,
-        )
-        .env(
-            "PUSHWOOSH_WORKER__RETRY__INITIAL_DELAY_MS",
-            settings.retry.initial_delay_ms.to_string(),
-        )
-        .env(
-            "PUSHWOOSH_WORKER__RETRY__MAX_DELAY_MS",
-            settings.retry.max_delay_ms.to_string(),
-        )
-        .stdin(Stdio::null())
+    cmd.arg("replay").args(args);
+    common::point_at_test_names(&mut cmd, settings);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -71,21 +45,6 @@ async fn run_replay(settings: &Settings, args: &[&str]) -> (Option<i32>, String)
         "replay {args:?} failed: {stdout}\n{stderr}"
     );
     (out.status.code(), stdout)
-}
-
-async fn count(channel: &Channel, queue: &str) -> u32 {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("the queue exists")
-        .message_count()
 }
 
 fn push(id: &str, application: &str) -> serde_json::Value {
@@ -133,7 +92,7 @@ async fn replaying_retries_exhausted_moves_that_job_only_and_it_succeeds_with_a_
         ]
     );
     let dead_queue = app.settings.amqp.dead_letter_queue.clone();
-    assert_eq!(count(&app.channel, &dead_queue).await, 3);
+    assert_eq!(common::queue_depth(&app.channel, &dead_queue).await, 3);
 
     // Pushwoosh is back.
     app.mock.reset().await;
@@ -164,7 +123,7 @@ async fn replaying_retries_exhausted_moves_that_job_only_and_it_succeeds_with_a_
 
     // Handed-back dead letters are back once the broker has applied the requeues.
     for _ in 0..100 {
-        if count(&app.channel, &dead_queue).await == 2 {
+        if common::queue_depth(&app.channel, &dead_queue).await == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -247,11 +206,11 @@ impl Queues {
     }
 
     async fn dead_count(&self) -> u32 {
-        count(&self.channel, &self.settings.amqp.dead_letter_queue).await
+        common::queue_depth(&self.channel, &self.settings.amqp.dead_letter_queue).await
     }
 
     async fn jobs_count(&self) -> u32 {
-        count(&self.channel, &self.settings.amqp.jobs_queue).await
+        common::queue_depth(&self.channel, &self.settings.amqp.jobs_queue).await
     }
 
     /// (jobs, dead) once they add up to at least `total`, or as they are after a while:

@@ -440,7 +440,6 @@ pub fn worker_command(settings: &Settings) -> tokio::process::Command {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "info")
-        .env("AMQP_URL", &settings.amqp.url)
         .env("PUSHWOOSH_API_URL", &settings.pushwoosh.api_url)
         .env("PUSHWOOSH_AUTH_TOKEN", TOKEN)
         .env("PUSHWOOSH_WORKER__HTTP__LISTEN", "127.0.0.1:0")
@@ -448,21 +447,7 @@ pub fn worker_command(settings: &Settings) -> tokio::process::Command {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let a = &settings.amqp;
-    for (key, value) in [
-        ("AMQP__JOBS_EXCHANGE", a.jobs_exchange.clone()),
-        ("AMQP__JOBS_QUEUE", a.jobs_queue.clone()),
-        ("AMQP__RESULTS_EXCHANGE", a.results_exchange.clone()),
-        ("AMQP__DEAD_LETTER_QUEUE", a.dead_letter_queue.clone()),
-        ("AMQP__RETRY_QUEUE_PREFIX", a.retry_queue_prefix.clone()),
-        ("AMQP__STARTUP_TIMEOUT_MS", a.startup_timeout_ms.to_string()),
-        (
-            "SHUTDOWN__GRACE_PERIOD_MS",
-            settings.shutdown.grace_period_ms.to_string(),
-        ),
-    ] {
-        cmd.env(format!("PUSHWOOSH_WORKER__{key}"), value);
-    }
+    point_at_test_names(&mut cmd, settings);
     cmd
 }
 
@@ -475,4 +460,34 @@ pub async fn sigterm(child: &tokio::process::Child) {
         .await
         .unwrap();
     assert!(status.success());
+}
+
+/// Points a command of the binary at a test's broker, names and timings, through the
+/// environment as an operator would.
+pub fn point_at_test_names(cmd: &mut tokio::process::Command, settings: &Settings) {
+    let a = &settings.amqp;
+    cmd.env_remove("PUSHWOOSH_WORKER_CONFIG")
+        .env("AMQP_URL", &a.url);
+    for (key, value) in [
+        ("AMQP__JOBS_EXCHANGE", a.jobs_exchange.clone()),
+        ("AMQP__JOBS_QUEUE", a.jobs_queue.clone()),
+        ("AMQP__RESULTS_EXCHANGE", a.results_exchange.clone()),
+        ("AMQP__DEAD_LETTER_QUEUE", a.dead_letter_queue.clone()),
+        ("AMQP__RETRY_QUEUE_PREFIX", a.retry_queue_prefix.clone()),
+        ("AMQP__STARTUP_TIMEOUT_MS", a.startup_timeout_ms.to_string()),
+        (
+            "RETRY__INITIAL_DELAY_MS",
+            settings.retry.initial_delay_ms.to_string(),
+        ),
+        (
+            "RETRY__MAX_DELAY_MS",
+            settings.retry.max_delay_ms.to_string(),
+        ),
+        (
+            "SHUTDOWN__GRACE_PERIOD_MS",
+            settings.shutdown.grace_period_ms.to_string(),
+        ),
+    ] {
+        cmd.env(format!("PUSHWOOSH_WORKER__{key}"), value);
+    }
 }
