@@ -58,11 +58,19 @@ pub struct Metrics {
     pub breaker_open: Gauge,
     pub breaker_transitions: Family<TransitionLabels, Counter>,
     pub breaker_held_jobs: Counter,
+    pub rate_limit_wait: HistogramFamily,
+    pub rate_limit_throttled: Family<MethodLabels, Counter>,
+    pub rate_limit_slowdown: Family<MethodLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
     // 1 ms to ~16 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+fn wait_histogram() -> Histogram {
+    // 5 ms to ~2.7 min: a job may wait for its method's slot for a long time.
+    Histogram::new(exponential_buckets(0.005, 2.0, 16))
 }
 
 impl Metrics {
@@ -130,6 +138,24 @@ impl Metrics {
             "Jobs parked by the open circuit breaker without using their retry budget",
             breaker_held_jobs.clone(),
         );
+        let rate_limit_wait: HistogramFamily = Family::new_with_constructor(wait_histogram);
+        registry.register(
+            "rate_limit_wait_seconds",
+            "Time calls waited for a slot of the client-side rate limiter, by method",
+            rate_limit_wait.clone(),
+        );
+        let rate_limit_throttled = Family::<MethodLabels, Counter>::default();
+        registry.register(
+            "rate_limit_throttled",
+            "HTTP 429 answers seen, by method",
+            rate_limit_throttled.clone(),
+        );
+        let rate_limit_slowdown = Family::<MethodLabels, Gauge>::default();
+        registry.register(
+            "rate_limit_slowdown",
+            "How many times slower than configured the rate limiter runs a method after 429s (1 = the configured rate)",
+            rate_limit_slowdown.clone(),
+        );
         Self {
             registry,
             jobs,
@@ -143,6 +169,9 @@ impl Metrics {
             breaker_open,
             breaker_transitions,
             breaker_held_jobs,
+            rate_limit_wait,
+            rate_limit_throttled,
+            rate_limit_slowdown,
         }
     }
 
