@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::broker::{self, Topology};
 use crate::metrics::Metrics;
-use crate::pushwoosh::PushwooshClient;
+use crate::pushwoosh::{PushwooshClient, RateLimiter};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 use crate::worker::consumer::{ConsumerSetup, connection_name};
@@ -63,6 +63,7 @@ impl Application {
             metrics.clone(),
             readiness.clone(),
         ));
+        let limiter = Arc::new(RateLimiter::new(&settings.rate_limit, metrics.clone()));
         let settings = Arc::new(settings);
         Ok(Self {
             listener,
@@ -75,6 +76,7 @@ impl Application {
                 metrics,
                 readiness,
                 breaker,
+                limiter,
             },
         })
     }

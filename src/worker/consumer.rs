@@ -22,7 +22,7 @@ use super::context::{Readiness, WorkerContext};
 use super::process::process;
 use crate::broker::{self, Publisher, Topology};
 use crate::metrics::Metrics;
-use crate::pushwoosh::PushwooshClient;
+use crate::pushwoosh::{PushwooshClient, RateLimiter};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 
@@ -35,6 +35,8 @@ pub struct ConsumerSetup {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub breaker: Arc<CircuitBreaker>,
+    /// Outlives reconnections: a new session must not forget the calls just made.
+    pub limiter: Arc<RateLimiter>,
 }
 
 /// How a session with the broker ended.
@@ -145,6 +147,7 @@ async fn session(
         metrics: setup.metrics.clone(),
         hand_back: CancellationToken::new(),
         breaker: setup.breaker.clone(),
+        limiter: setup.limiter.clone(),
     });
     let tasks = TaskTracker::new();
     let mut breaker = setup.breaker.subscribe();

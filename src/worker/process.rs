@@ -381,8 +381,9 @@ fn poison(delivery: &Delivery, envelope: &Envelope, limit: u32) -> Settle {
     }
 }
 
-/// Makes the call, unless the worker is stopping and the job can safely go back to the
-/// queue. An SMS or WhatsApp call already under way is never abandoned: it might send.
+/// Waits for the rate limiter's slot, then makes the call, unless the worker is stopping
+/// and the job can safely go back to the queue. Waiting for a slot is always safe to
+/// abandon; an SMS or WhatsApp call already under way is not: it might send.
 async fn call(
     ctx: &WorkerContext,
     job: &Job,
@@ -392,6 +393,11 @@ async fn call(
         return None;
     }
     let method = job.kind.method();
+    tokio::select! {
+        biased;
+        () = ctx.hand_back.cancelled() => return None,
+        () = ctx.limiter.acquire(method) => {}
+    }
     let started = std::time::Instant::now();
     let call = ctx.client.call(method, body);
     let answer = if matches!(job.kind, JobKind::Sms | JobKind::Whatsapp) {
@@ -408,6 +414,11 @@ async fn call(
         .get_or_create(&MethodLabels { method })
         .observe(seconds);
     debug!(method, seconds, "Pushwoosh answered");
+    if let Ok(a) = &answer
+        && a.status == 429
+    {
+        ctx.limiter.throttled(method, a.retry_after);
+    }
     Some(answer)
 }
 
