@@ -178,6 +178,9 @@ impl RateLimiter {
     /// A 429 (Too Many Requests) was seen for `method`: every caller of it waits for
     /// `retry_after` (or `rate_limit.default_pause_ms`), and unless this 429 answers a
     /// call made before the last slow-down step, its calls are spaced twice as far apart.
+    /// ("Made before" is judged by whether any call was let through since that step: a
+    /// call slower than the pause whose 429 lands after a newer call was let through
+    /// counts as one more step, which errs on the slow side.)
     pub fn throttled(&self, method: &'static str, retry_after: Option<Duration>) {
         let Some(limiter) = self.find(method) else {
             return;
