@@ -176,3 +176,37 @@ async fn a_few_429s_slow_the_worker_down_once_and_every_job_still_ends_ok_once()
     app.stop().await;
     sandbox.shutdown();
 }
+
+#[tokio::test]
+async fn jobs_waiting_for_a_slot_go_back_to_the_queue_when_the_worker_stops() {
+    // Six calls a minute: the first job goes out, the two others wait 10 s and 20 s.
+    // Should a waiting job not let go, the worker would only give up on it after
+    // pushwoosh.timeout_ms + 5 s (25 s here), and the broker would requeue it then.
+    let mut app = TestApp::spawn_with(|s| {
+        s.rate_limit.create_message_per_minute = 6;
+        s.shutdown.grace_period_ms = 300;
+        s.pushwoosh.timeout_ms = 20_000;
+    })
+    .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(common::ok_answer(json!({"Messages": ["CODE"]})))
+        .mount(&app.mock)
+        .await;
+    for i in 0..3 {
+        app.publish_job(&push(&format!("held-{i}"))).await;
+    }
+    let first = app.next_result(WAIT).await.body;
+    assert_eq!(first["outcome"], "ok", "{first}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = std::time::Instant::now();
+    app.stop().await;
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the waiting jobs were handed back at the end of the grace period, not {took:?} later"
+    );
+    app.assert_no_result(Duration::from_millis(300)).await;
+    assert_eq!(app.calls_to("createMessage").await.len(), 1);
+    let queue = app.settings.amqp.jobs_queue.clone();
+    assert_eq!(common::queue_depth(&app.channel, &queue).await, 2);
+}
