@@ -58,6 +58,8 @@ pub struct Metrics {
     pub breaker_open: Gauge,
     pub breaker_transitions: Family<TransitionLabels, Counter>,
     pub breaker_held_jobs: Counter,
+    pub batch_jobs: Histogram,
+    pub batch_splits: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -130,6 +132,19 @@ impl Metrics {
             "Jobs parked by the open circuit breaker without using their retry budget",
             breaker_held_jobs.clone(),
         );
+        // 1 to 512 jobs per call.
+        let batch_jobs = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "batch_jobs",
+            "Push jobs carried by one batched createMessage call",
+            batch_jobs.clone(),
+        );
+        let batch_splits = Counter::default();
+        registry.register(
+            "batch_splits",
+            "Batched calls rejected with 210 and split in halves to find the bad job",
+            batch_splits.clone(),
+        );
         Self {
             registry,
             jobs,
@@ -143,6 +158,8 @@ impl Metrics {
             breaker_open,
             breaker_transitions,
             breaker_held_jobs,
+            batch_jobs,
+            batch_splits,
         }
     }
 

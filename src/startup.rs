@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::pushwoosh::PushwooshClient;
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
+use crate::worker::batcher::Batcher;
 use crate::worker::consumer::{ConsumerSetup, connection_name};
 use crate::worker::{CircuitBreaker, Readiness, run_consumer};
 
@@ -63,6 +64,12 @@ impl Application {
             metrics.clone(),
             readiness.clone(),
         ));
+        let batcher = Arc::new(Batcher::new(
+            &settings.batch,
+            Arc::new(client.clone()),
+            metrics.clone(),
+            breaker.clone(),
+        ));
         let settings = Arc::new(settings);
         Ok(Self {
             listener,
@@ -75,6 +82,7 @@ impl Application {
                 metrics,
                 readiness,
                 breaker,
+                batcher,
             },
         })
     }

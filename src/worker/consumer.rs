@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use super::batcher::Batcher;
 use super::breaker::{BreakerState, CircuitBreaker};
 use super::context::{Readiness, WorkerContext};
 use super::process::process;
@@ -35,6 +36,7 @@ pub struct ConsumerSetup {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub breaker: Arc<CircuitBreaker>,
+    pub batcher: Arc<Batcher>,
 }
 
 /// How a session with the broker ended.
@@ -145,6 +147,7 @@ async fn session(
         metrics: setup.metrics.clone(),
         hand_back: CancellationToken::new(),
         breaker: setup.breaker.clone(),
+        batcher: setup.batcher.clone(),
     });
     let tasks = TaskTracker::new();
     let mut breaker = setup.breaker.subscribe();

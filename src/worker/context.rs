@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::batcher::Batcher;
 use super::breaker::CircuitBreaker;
 use crate::broker::Publisher;
 use crate::job::{Job, JobKind};
@@ -26,6 +27,7 @@ pub struct WorkerContext {
     /// yet go back to the queue instead of being started.
     pub hand_back: CancellationToken,
     pub breaker: Arc<CircuitBreaker>,
+    pub batcher: Arc<Batcher>,
 }
 
 /// The result of the worker's own validation of a job.
