@@ -72,7 +72,7 @@ pub struct ResultEvent {
     pub redelivered: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
-    /// Present when the job went out in a batched call with other jobs.
+    /// Present when the job shared its call with other jobs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

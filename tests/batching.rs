@@ -151,7 +151,7 @@ async fn a_batch_refused_with_210_is_split_and_only_the_bad_job_is_rejected() {
             assert_eq!(r["outcome"], "rejected", "{r}");
             assert_eq!(r["status_code"], 210, "{r}");
             assert_eq!(r["status_message"], "Invalid content", "{r}");
-            assert_eq!(r["batch"]["jobs"], 1, "found alone: {r}");
+            assert!(r.get("batch").is_none(), "found alone: {r}");
         } else {
             assert_eq!(r["outcome"], "ok", "{r}");
             assert_eq!(r["message_codes"].as_array().unwrap().len(), 1, "{r}");

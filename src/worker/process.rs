@@ -220,7 +220,8 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
         info!("shutting down: job handed back to the queue before its call");
         return Settle::HandBack;
     };
-    event.batch = batch;
+    // Only worth saying when the job shared its call.
+    event.batch = batch.filter(|b| b.jobs > 1);
     if let Some(held) = outage::after_verdict(ctx, delivery, &job, &verdict, budget, breaker).await
     {
         return held;
