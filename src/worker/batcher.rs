@@ -606,17 +606,23 @@ mod tests {
     }
 
     fn new_batcher(fake: Arc<Fake>, max_size: usize, linger_ms: u64) -> Arc<Batcher> {
+        with_settings(
+            fake,
+            BatchSettings {
+                enabled: true,
+                max_size,
+                linger_ms,
+            },
+        )
+    }
+
+    fn with_settings(fake: Arc<Fake>, settings: BatchSettings) -> Arc<Batcher> {
         let metrics = Arc::new(Metrics::new());
         let breaker = Arc::new(CircuitBreaker::new(
             &BreakerSettings::default(),
             metrics.clone(),
             Arc::new(Readiness::default()),
         ));
-        let settings = BatchSettings {
-            enabled: true,
-            max_size,
-            linger_ms,
-        };
         Arc::new(Batcher::new(&settings, fake, metrics, breaker))
     }
 
@@ -828,19 +834,13 @@ mod tests {
         )
         .unwrap();
         assert!(batcher.batchable(&grouped).is_none());
-        let off = {
-            let metrics = Arc::new(Metrics::new());
-            let breaker = Arc::new(CircuitBreaker::new(
-                &BreakerSettings::default(),
-                metrics.clone(),
-                Arc::new(Readiness::default()),
-            ));
-            let settings = BatchSettings {
+        let off = with_settings(
+            Arc::new(Fake::default()),
+            BatchSettings {
                 enabled: false,
                 ..BatchSettings::default()
-            };
-            Batcher::new(&settings, Arc::new(Fake::default()), metrics, breaker)
-        };
+            },
+        );
         assert!(off.batchable(&job("a", &["1"], false)).is_none());
     }
 
