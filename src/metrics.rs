@@ -61,6 +61,8 @@ pub struct Metrics {
     pub rate_limit_wait: HistogramFamily,
     pub rate_limit_throttled: Family<MethodLabels, Counter>,
     pub rate_limit_slowdown: Family<MethodLabels, Gauge>,
+    pub batch_jobs: Histogram,
+    pub batch_splits: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -156,6 +158,19 @@ impl Metrics {
             "How many times slower than configured the rate limiter runs a method after 429s (1 = the configured rate)",
             rate_limit_slowdown.clone(),
         );
+        // 1 to 512 jobs per call.
+        let batch_jobs = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "batch_jobs",
+            "Push jobs carried by one batched createMessage call",
+            batch_jobs.clone(),
+        );
+        let batch_splits = Counter::default();
+        registry.register(
+            "batch_splits",
+            "Batched calls rejected with 210 and split in halves to find the bad job",
+            batch_splits.clone(),
+        );
         Self {
             registry,
             jobs,
@@ -172,6 +187,8 @@ impl Metrics {
             rate_limit_wait,
             rate_limit_throttled,
             rate_limit_slowdown,
+            batch_jobs,
+            batch_splits,
         }
     }
 

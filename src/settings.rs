@@ -23,6 +23,7 @@ pub struct Settings {
     pub validation: ValidationSettings,
     pub breaker: BreakerSettings,
     pub rate_limit: RateLimitSettings,
+    pub batch: BatchSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -308,6 +309,28 @@ impl Default for RateLimitSettings {
     }
 }
 
+/// Batching: push jobs for one application that arrive together share one createMessage call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchSettings {
+    pub enabled: bool,
+    /// Most notifications in one call (a job of several notifications counts each).
+    pub max_size: usize,
+    /// How long the first job of a batch waits for company before the call goes out.
+    /// A batch also keeps filling while its call waits for a rate-limit slot.
+    pub linger_ms: u64,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_size: 100,
+            linger_ms: 0,
+        }
+    }
+}
+
 impl RateLimitSettings {
     /// The configured calls per minute of a Pushwoosh method (0: no client-side limit).
     pub fn per_minute(&self, method: &str) -> u32 {
@@ -322,6 +345,12 @@ impl RateLimitSettings {
             "getPushHistory" => self.get_push_history_per_minute,
             _ => 0,
         }
+    }
+}
+
+impl BatchSettings {
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
     }
 }
 
@@ -380,6 +409,10 @@ impl Settings {
 
     fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.amqp.prefetch > 0, "amqp.prefetch must be at least 1");
+        anyhow::ensure!(
+            self.batch.max_size > 0,
+            "batch.max_size must be at least 1 (set batch.enabled = false to turn batching off)"
+        );
         anyhow::ensure!(
             self.amqp.delivery_limit > 0,
             "amqp.delivery_limit must be at least 1"

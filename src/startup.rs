@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::pushwoosh::{PushwooshClient, RateLimiter};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
+use crate::worker::batcher::Batcher;
 use crate::worker::consumer::{ConsumerSetup, connection_name};
 use crate::worker::{CircuitBreaker, Readiness, run_consumer};
 
@@ -64,6 +65,13 @@ impl Application {
             readiness.clone(),
         ));
         let limiter = Arc::new(RateLimiter::new(&settings.rate_limit, metrics.clone()));
+        let batcher = Arc::new(Batcher::new(
+            &settings.batch,
+            Arc::new(client.clone()),
+            limiter.clone(),
+            metrics.clone(),
+            breaker.clone(),
+        ));
         let settings = Arc::new(settings);
         Ok(Self {
             listener,
@@ -77,6 +85,7 @@ impl Application {
                 readiness,
                 breaker,
                 limiter,
+                batcher,
             },
         })
     }

@@ -28,6 +28,9 @@ async fn worker(sandbox: &SandboxHandle, configure: impl FnOnce(&mut Settings)) 
     let base = sandbox.base_url();
     TestApp::spawn_with(move |s| {
         s.pushwoosh.api_url = base;
+        // The limiter alone: one call per job, so calls can be counted against jobs.
+        s.rate_limit.enabled = true;
+        s.batch.enabled = false;
         configure(s);
     })
     .await
@@ -183,6 +186,8 @@ async fn jobs_waiting_for_a_slot_go_back_to_the_queue_when_the_worker_stops() {
     // Should a waiting job not let go, the worker would only give up on it after
     // pushwoosh.timeout_ms + 5 s (25 s here), and the broker would requeue it then.
     let mut app = TestApp::spawn_with(|s| {
+        // Batching stays on: the two waiting jobs sit in one batch, which is not sent.
+        s.rate_limit.enabled = true;
         s.rate_limit.create_message_per_minute = 6;
         s.shutdown.grace_period_ms = 300;
         s.pushwoosh.timeout_ms = 20_000;

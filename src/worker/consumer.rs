@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use super::batcher::Batcher;
 use super::breaker::{BreakerState, CircuitBreaker};
 use super::context::{Readiness, WorkerContext};
 use super::process::process;
@@ -37,6 +38,7 @@ pub struct ConsumerSetup {
     pub breaker: Arc<CircuitBreaker>,
     /// Outlives reconnections: a new session must not forget the calls just made.
     pub limiter: Arc<RateLimiter>,
+    pub batcher: Arc<Batcher>,
 }
 
 /// How a session with the broker ended.
@@ -148,6 +150,7 @@ async fn session(
         hand_back: CancellationToken::new(),
         breaker: setup.breaker.clone(),
         limiter: setup.limiter.clone(),
+        batcher: setup.batcher.clone(),
     });
     let tasks = TaskTracker::new();
     let mut breaker = setup.breaker.subscribe();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::batcher::Batcher;
 use super::breaker::CircuitBreaker;
 use crate::broker::Publisher;
 use crate::job::{Job, JobKind};
@@ -28,6 +29,7 @@ pub struct WorkerContext {
     pub breaker: Arc<CircuitBreaker>,
     /// Calls per minute per method, shared by every job of the process.
     pub limiter: Arc<RateLimiter>,
+    pub batcher: Arc<Batcher>,
 }
 
 /// The result of the worker's own validation of a job.

@@ -15,10 +15,13 @@ use super::outage::{self, Budget};
 use crate::broker::publisher::{DeadLetter, ParkedRetry, header_int, headers};
 use crate::job::{self, DecodeError, Job, JobKind};
 use crate::metrics::{CallLabels, JobLabels, MethodLabels, ReasonLabels, RetryLabels};
+use secrecy::SecretString;
+
+use super::breaker::BreakerState;
 use crate::pushwoosh::{HttpAnswer, TransportError, Verdict, classify, request};
 use crate::result_event::{
-    Delivery as DeliveryState, Outcome, ResultEvent, ValidationError, kind_name, message_codes,
-    timestamp,
+    BatchInfo, Delivery as DeliveryState, Outcome, ResultEvent, ValidationError, kind_name,
+    message_codes, timestamp,
 };
 use crate::retry::RetryDecision;
 
@@ -94,6 +97,7 @@ impl Envelope {
             completed_at: String::new(),
             redelivered: self.redelivered,
             delivery: None,
+            batch: None,
             errors: Vec::new(),
             warnings: Vec::new(),
         }
@@ -197,7 +201,6 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
     };
 
     request::add_transaction_ids(&mut job);
-    let body = request::body(&job.request, token);
     let attempts = envelope.prior_attempts + 1;
     event.attempts = attempts;
 
@@ -208,19 +211,19 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
     if let Some(held) = outage::before_call(ctx, delivery, budget).await {
         return held;
     }
-    let Some(answer) = call(ctx, &job, body).await else {
+    let Some(Called {
+        verdict,
+        batch,
+        breaker,
+    }) = call(ctx, &job, token).await
+    else {
         info!("shutting down: job handed back to the queue before its call");
         return Settle::HandBack;
     };
-    let verdict = classify(&answer);
-    ctx.metrics
-        .api_calls
-        .get_or_create(&CallLabels {
-            method: job.kind.method(),
-            status: call_status(&answer, &verdict),
-        })
-        .inc();
-    if let Some(held) = outage::after_verdict(ctx, delivery, &job, &verdict, budget).await {
+    // Only worth saying when the job shared its call.
+    event.batch = batch.filter(|b| b.jobs > 1);
+    if let Some(held) = outage::after_verdict(ctx, delivery, &job, &verdict, budget, breaker).await
+    {
         return held;
     }
     let (outcome_of_transient, dead_letter) = match verdict {
@@ -231,7 +234,10 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
             event.outcome = Outcome::Ok;
             event.status_code = Some(200);
             event.status_message = status_message;
-            event.message_codes = message_codes(job.kind, &response);
+            // A batched call whose codes could not be told apart gives none: never a guess.
+            if batch.is_none_or(|b| b.codes_mapped) {
+                event.message_codes = message_codes(job.kind, &response);
+            }
             event.response = response;
             (None, None)
         }
@@ -381,17 +387,38 @@ fn poison(delivery: &Delivery, envelope: &Envelope, limit: u32) -> Settle {
     }
 }
 
-/// Waits for the rate limiter's slot, then makes the call, unless the worker is stopping
-/// and the job can safely go back to the queue. Waiting for a slot is always safe to
-/// abandon; an SMS or WhatsApp call already under way is not: it might send.
-async fn call(
-    ctx: &WorkerContext,
-    job: &Job,
-    body: bytes::Bytes,
-) -> Option<Result<HttpAnswer, TransportError>> {
+/// What a call (alone or in a batch) decided for the job.
+struct Called {
+    verdict: Verdict,
+    batch: Option<BatchInfo>,
+    /// The breaker's state when a batched call already recorded its answer.
+    breaker: Option<BreakerState>,
+}
+
+/// Waits for the rate limiter's slot, then makes the call, alone or in a batch, unless
+/// the worker is stopping and the job can safely go back to the queue. Waiting for a
+/// slot is always safe to abandon, and a batched job abandoned before its call is not
+/// sent; an SMS or WhatsApp call already under way is not: it might send.
+async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -> Option<Called> {
     if ctx.hand_back.is_cancelled() {
         return None;
     }
+    if let Some(batchable) = ctx.batcher.batchable(job) {
+        let shared_token = !ctx
+            .settings
+            .pushwoosh
+            .has_application_token(job.application());
+        let batched = tokio::select! {
+            batched = ctx.batcher.submit(batchable, token, shared_token) => batched?,
+            () = ctx.hand_back.cancelled() => return None,
+        };
+        return Some(Called {
+            verdict: batched.verdict,
+            batch: Some(batched.batch),
+            breaker: Some(batched.breaker),
+        });
+    }
+    let body = request::body(&job.request, token);
     let method = job.kind.method();
     tokio::select! {
         biased;
@@ -419,7 +446,19 @@ async fn call(
     {
         ctx.limiter.throttled(method, a.retry_after);
     }
-    Some(answer)
+    let verdict = classify(&answer);
+    ctx.metrics
+        .api_calls
+        .get_or_create(&CallLabels {
+            method,
+            status: call_status(&answer, &verdict),
+        })
+        .inc();
+    Some(Called {
+        verdict,
+        batch: None,
+        breaker: None,
+    })
 }
 
 async fn settle_delivery(
@@ -528,7 +567,10 @@ fn validation_message(job_id: &str, errors: &[ValidationError]) -> String {
 
 /// The metrics label of a call: Pushwoosh's `status_code` for an HTTP 200 answer,
 /// `http_<status>` for other HTTP answers, the transport error otherwise.
-fn call_status(answer: &Result<HttpAnswer, TransportError>, verdict: &Verdict) -> String {
+pub(super) fn call_status(
+    answer: &Result<HttpAnswer, TransportError>,
+    verdict: &Verdict,
+) -> String {
     match answer {
         Ok(a) if a.status == 200 => match verdict {
             Verdict::Success { .. } => "200".to_owned(),
