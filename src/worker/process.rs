@@ -21,6 +21,7 @@ use crate::result_event::{
     timestamp,
 };
 use crate::retry::RetryDecision;
+use crate::trace_context::JobTrace;
 
 /// What happens to the delivery once the job's fate is decided.
 pub(super) enum Settle {
@@ -45,6 +46,8 @@ struct Envelope {
     received_at_ms: i64,
     /// Earlier deliveries that were never settled (quorum queues' `x-delivery-count`).
     failed_deliveries: u32,
+    /// The producer's W3C trace context, continued by this job's span.
+    trace: Option<JobTrace>,
 }
 
 impl Envelope {
@@ -65,6 +68,7 @@ impl Envelope {
             failed_deliveries: header_int(p, "x-delivery-count")
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
+            trace: JobTrace::of(p),
         }
     }
 
@@ -96,18 +100,27 @@ impl Envelope {
             delivery: None,
             errors: Vec::new(),
             warnings: Vec::new(),
+            trace: self.trace.clone(),
         }
     }
 }
 
 pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
-    let envelope = Envelope::of(&delivery);
     let span = info_span!(
         "job",
         job_id = tracing::field::Empty,
         kind = tracing::field::Empty,
         delivery_tag = delivery.delivery_tag,
+        trace_id = tracing::field::Empty,
+        parent_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
+    let envelope = span.in_scope(|| Envelope::of(&delivery));
+    if let Some(trace) = &envelope.trace {
+        span.record("trace_id", trace.trace_id());
+        span.record("parent_id", trace.parent_id());
+        span.record("span_id", trace.span_id());
+    }
     ctx.metrics.jobs_in_flight.inc();
     async {
         let settle = decide(&delivery, &envelope, &ctx).await;
