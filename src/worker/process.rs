@@ -14,7 +14,9 @@ use super::context::WorkerContext;
 use super::outage::{self, Budget};
 use crate::broker::publisher::{DeadLetter, ParkedRetry, header_int, headers};
 use crate::job::{self, DecodeError, Job, JobKind};
-use crate::metrics::{CallLabels, JobLabels, MethodLabels, ReasonLabels, RetryLabels};
+use crate::metrics::{
+    CallLabels, JobLabels, MethodLabels, ReasonLabels, RetryLabels, retry_reason,
+};
 use crate::pushwoosh::{HttpAnswer, TransportError, Verdict, classify, request};
 use crate::result_event::{
     Delivery as DeliveryState, Outcome, ResultEvent, ValidationError, kind_name, message_codes,
@@ -329,7 +331,7 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
                         .retries
                         .get_or_create(&RetryLabels {
                             kind: job.kind.as_str(),
-                            reason: retry_reason(status_code),
+                            reason: retry_reason(&answer, status_code),
                         })
                         .inc();
                     Settle::Parked
@@ -555,8 +557,4 @@ fn call_status(answer: &Result<HttpAnswer, TransportError>, verdict: &Verdict) -
         Err(TransportError::Connect { .. }) => "connect".to_owned(),
         Err(TransportError::Other { .. }) => "transport".to_owned(),
     }
-}
-
-fn retry_reason(status_code: Option<i64>) -> String {
-    status_code.map_or_else(|| "transport".to_owned(), |c| c.to_string())
 }
