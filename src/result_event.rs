@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::job::JobKind;
+use crate::trace_context::JobTrace;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +80,10 @@ pub struct ResultEvent {
     pub errors: Vec<ValidationError>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<ValidationError>,
+    /// The job's W3C trace context, when it carried a valid `traceparent`: its trace id,
+    /// the producer's span and the worker's (also sent as the result's `traceparent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<JobTrace>,
 }
 
 impl ResultEvent {
@@ -162,6 +167,7 @@ mod tests {
             batch: None,
             errors: vec![],
             warnings: vec![],
+            trace: None,
         };
         let value: Value = serde_json::from_slice(&event.to_json()).unwrap();
         assert_eq!(

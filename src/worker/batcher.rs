@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 use super::breaker::{BreakerState, CircuitBreaker, Signal};
 use super::process::call_status;
 use crate::job::{Job, JobKind};
-use crate::metrics::{CallLabels, MethodLabels, Metrics};
+use crate::metrics::{CallLabels, MethodLabels, Metrics, transient_reason};
 use crate::pushwoosh::{
     HttpAnswer, PushwooshClient, RateLimiter, TransportError, Verdict, classify,
 };
@@ -53,6 +53,8 @@ pub struct Batched {
     pub batch: BatchInfo,
     /// The breaker's state after this call's answer was recorded (once for the call).
     pub breaker: BreakerState,
+    /// For a transient verdict, the `reason` label of the retry.
+    pub retry_reason: Option<String>,
 }
 
 /// A push job ready for a batch: its notifications, serialized once.
@@ -381,6 +383,7 @@ impl Call {
             self.shared.limiter.throttled(METHOD, a.retry_after);
         }
         let verdict = classify(&answer);
+        let retry_reason = transient_reason(&answer, &verdict);
         metrics
             .api_calls
             .get_or_create(&CallLabels {
@@ -435,6 +438,7 @@ impl Call {
                         verdict: verdict.clone(),
                         batch,
                         breaker,
+                        retry_reason: retry_reason.clone(),
                     });
                 }
             }
@@ -526,6 +530,7 @@ fn answer_success(
             verdict,
             batch,
             breaker,
+            retry_reason: None,
         });
     }
 }

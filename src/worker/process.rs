@@ -14,7 +14,9 @@ use super::context::WorkerContext;
 use super::outage::{self, Budget};
 use crate::broker::publisher::{DeadLetter, ParkedRetry, header_int, headers};
 use crate::job::{self, DecodeError, Job, JobKind};
-use crate::metrics::{CallLabels, JobLabels, MethodLabels, ReasonLabels, RetryLabels};
+use crate::metrics::{
+    CallLabels, JobLabels, MethodLabels, ReasonLabels, RetryLabels, transient_reason,
+};
 use secrecy::SecretString;
 
 use super::breaker::BreakerState;
@@ -24,6 +26,7 @@ use crate::result_event::{
     message_codes, timestamp,
 };
 use crate::retry::RetryDecision;
+use crate::trace_context::JobTrace;
 
 /// What happens to the delivery once the job's fate is decided.
 pub(super) enum Settle {
@@ -48,6 +51,8 @@ struct Envelope {
     received_at_ms: i64,
     /// Earlier deliveries that were never settled (quorum queues' `x-delivery-count`).
     failed_deliveries: u32,
+    /// The producer's W3C trace context, continued by this job's span.
+    trace: Option<JobTrace>,
 }
 
 impl Envelope {
@@ -68,6 +73,7 @@ impl Envelope {
             failed_deliveries: header_int(p, "x-delivery-count")
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
+            trace: JobTrace::of(p),
         }
     }
 
@@ -100,18 +106,27 @@ impl Envelope {
             batch: None,
             errors: Vec::new(),
             warnings: Vec::new(),
+            trace: self.trace.clone(),
         }
     }
 }
 
 pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
-    let envelope = Envelope::of(&delivery);
     let span = info_span!(
         "job",
         job_id = tracing::field::Empty,
         kind = tracing::field::Empty,
         delivery_tag = delivery.delivery_tag,
+        trace_id = tracing::field::Empty,
+        parent_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
+    let envelope = span.in_scope(|| Envelope::of(&delivery));
+    if let Some(trace) = &envelope.trace {
+        span.record("trace_id", trace.trace_id());
+        span.record("parent_id", trace.parent_id());
+        span.record("span_id", trace.span_id());
+    }
     ctx.metrics.jobs_in_flight.inc();
     async {
         let settle = decide(&delivery, &envelope, &ctx).await;
@@ -215,6 +230,7 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
         verdict,
         batch,
         breaker,
+        retry_reason,
     }) = call(ctx, &job, token).await
     else {
         info!("shutting down: job handed back to the queue before its call");
@@ -322,7 +338,7 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
                         .retries
                         .get_or_create(&RetryLabels {
                             kind: job.kind.as_str(),
-                            reason: retry_reason(status_code),
+                            reason: retry_reason.unwrap_or_else(|| "unknown".to_owned()),
                         })
                         .inc();
                     Settle::Parked
@@ -393,6 +409,8 @@ struct Called {
     batch: Option<BatchInfo>,
     /// The breaker's state when a batched call already recorded its answer.
     breaker: Option<BreakerState>,
+    /// For a transient verdict, the `reason` label of its retry.
+    retry_reason: Option<String>,
 }
 
 /// Waits for the rate limiter's slot, then makes the call, alone or in a batch, unless
@@ -416,6 +434,7 @@ async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -> Option<Ca
             verdict: batched.verdict,
             batch: Some(batched.batch),
             breaker: Some(batched.breaker),
+            retry_reason: batched.retry_reason,
         });
     }
     let body = request::body(&job.request, token);
@@ -455,6 +474,7 @@ async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -> Option<Ca
         })
         .inc();
     Some(Called {
+        retry_reason: transient_reason(&answer, &verdict),
         verdict,
         batch: None,
         breaker: None,
@@ -584,8 +604,4 @@ pub(super) fn call_status(
         Err(TransportError::Connect { .. }) => "connect".to_owned(),
         Err(TransportError::Other { .. }) => "transport".to_owned(),
     }
-}
-
-fn retry_reason(status_code: Option<i64>) -> String {
-    status_code.map_or_else(|| "transport".to_owned(), |c| c.to_string())
 }
