@@ -49,10 +49,12 @@ struct MethodLimiter {
     method: &'static str,
     /// `None`: no client-side limit for this method, only the pause after a 429.
     gcra: Option<Gcra>,
-    /// The waiters of this method, first come first served: only the one at the head
-    /// takes cells, so a job cannot be overtaken for ever by luckier ones. It is held
-    /// while waiting for a slot and released when the slot is granted, before the call.
-    line: tokio::sync::Mutex<()>,
+    /// The waiters of this method, first come first served (tokio's semaphore is fair):
+    /// only the one at the head takes cells, so a job cannot be overtaken for ever by
+    /// luckier ones. Its one permit is the turn at the head of the line, held while that
+    /// caller waits for its slot and released when the slot is granted, before the call.
+    /// It guards no data: waiting in this line is the rate-limit wait itself.
+    line: tokio::sync::Semaphore,
     throttle: Mutex<Throttle>,
     wait: Histogram,
     throttled: Counter,
@@ -93,7 +95,7 @@ impl RateLimiter {
                     method,
                     gcra: quota(settings, method)
                         .map(|q| governor::RateLimiter::direct_with_clock(q, TokioClock)),
-                    line: tokio::sync::Mutex::new(()),
+                    line: tokio::sync::Semaphore::new(1),
                     throttle: Mutex::new(Throttle {
                         slowdown: 1,
                         paused_until: None,
@@ -148,7 +150,8 @@ impl RateLimiter {
             histogram: &limiter.wait,
             started: Instant::now(),
         };
-        let _turn = limiter.line.lock().await;
+        // Never closed, so never an error.
+        let _turn = limiter.line.acquire().await;
         let mut taken = 0u32;
         loop {
             let now = Instant::now();
