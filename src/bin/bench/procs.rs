@@ -153,14 +153,14 @@ impl Proc {
             .ok()
     }
 
-    /// SIGTERM (a graceful stop, as an orchestrator would), then SIGKILL after 5 s (jobs
-    /// still waiting, e.g. for a rate-limit slot, only go back to a queue about to be deleted).
+    /// SIGTERM (a graceful stop, as an orchestrator would), then SIGKILL after 30 s (a
+    /// worker under valgrind needs a while to write its profile).
     pub async fn stop(mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status()
             .await;
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .is_err()
         {

@@ -174,6 +174,12 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
                     "PUSHWOOSH_WORKER__AMQP__PREFETCH".to_owned(),
                     spec.prefetch.to_string(),
                 ),
+                // Jobs still waiting at the end (e.g. for a rate-limit slot) go back to a
+                // queue about to be deleted: no need to wait the default 25 s for them.
+                (
+                    "PUSHWOOSH_WORKER__SHUTDOWN__GRACE_PERIOD_MS".to_owned(),
+                    "2000".to_owned(),
+                ),
             ];
             all.extend(names.worker_env());
             all.extend(env.iter().cloned());
