@@ -85,19 +85,21 @@ impl Publisher {
             .with_correlation_id(correlation_id.into())
             .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64)
             .with_type(ShortString::from(routing_key.as_str()));
-        let to_exchange = self.publish(
-            &self.topology.results_exchange,
-            &routing_key,
-            &body,
-            properties.clone(),
-        );
+        let exchange = &self.topology.results_exchange;
         match reply_to {
             Some(queue) if !queue.is_empty() => {
-                let (a, b) = tokio::join!(to_exchange, self.publish("", queue, &body, properties));
+                let (a, b) = tokio::join!(
+                    self.publish(exchange, &routing_key, &body, properties.clone()),
+                    self.publish("", queue, &body, properties)
+                );
                 a.context("publishing the result")?;
                 b.with_context(|| format!("publishing the result to reply_to {queue}"))
             }
-            _ => to_exchange.await.context("publishing the result"),
+            // The common case: the properties go to the one publish, not a copy of them.
+            _ => self
+                .publish(exchange, &routing_key, &body, properties)
+                .await
+                .context("publishing the result"),
         }
     }
 
