@@ -93,8 +93,11 @@ impl ResultEvent {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
+        // A push's result is ~400 bytes: start there rather than grow from serde_json's 128.
+        let mut out = Vec::with_capacity(512);
         // Plain data with string keys: serialization cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let _ = serde_json::to_writer(&mut out, self);
+        out
     }
 }
 

@@ -95,19 +95,21 @@ impl Publisher {
             }
             properties = properties.with_headers(table);
         }
-        let to_exchange = self.publish(
-            &self.topology.results_exchange,
-            &routing_key,
-            &body,
-            properties.clone(),
-        );
+        let exchange = &self.topology.results_exchange;
         match reply_to {
             Some(queue) if !queue.is_empty() => {
-                let (a, b) = tokio::join!(to_exchange, self.publish("", queue, &body, properties));
+                let (a, b) = tokio::join!(
+                    self.publish(exchange, &routing_key, &body, properties.clone()),
+                    self.publish("", queue, &body, properties)
+                );
                 a.context("publishing the result")?;
                 b.with_context(|| format!("publishing the result to reply_to {queue}"))
             }
-            _ => to_exchange.await.context("publishing the result"),
+            // The common case: the properties go to the one publish, not a copy of them.
+            _ => self
+                .publish(exchange, &routing_key, &body, properties)
+                .await
+                .context("publishing the result"),
         }
     }
 

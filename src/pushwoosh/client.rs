@@ -1,8 +1,12 @@
 //! The one HTTP client of the process: pooled connections, rustls, a time-out per call.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use reqwest::Url;
+
+use crate::job::JobKind;
 
 /// An HTTP answer, whatever its status.
 #[derive(Debug, Clone)]
@@ -27,6 +31,9 @@ pub enum TransportError {
 pub struct PushwooshClient {
     http: reqwest::Client,
     base: String,
+    /// `<base>/<method>` for every method, parsed once: a URL string would be parsed
+    /// (host, IDNA, path) on every call.
+    urls: Arc<[(&'static str, Url)]>,
     timeout: Duration,
 }
 
@@ -38,9 +45,20 @@ impl PushwooshClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("pushwoosh-worker/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let base = api_url.trim_end_matches('/').to_owned();
+        // A base that does not parse keeps failing per call, as before, with reqwest's error.
+        let urls = JobKind::ALL
+            .iter()
+            .filter_map(|kind| {
+                let method = kind.method();
+                let url = Url::parse(&format!("{base}/{method}")).ok()?;
+                Some((method, url))
+            })
+            .collect();
         Ok(Self {
             http,
-            base: api_url.trim_end_matches('/').to_owned(),
+            base,
+            urls,
             timeout,
         })
     }
@@ -51,10 +69,11 @@ impl PushwooshClient {
 
     /// `POST <base>/<method>` with a ready `{"request": …}` body.
     pub async fn call(&self, method: &str, body: Bytes) -> Result<HttpAnswer, TransportError> {
-        let url = format!("{}/{method}", self.base);
-        let response = self
-            .http
-            .post(url)
+        let request = match self.urls.iter().find(|(m, _)| *m == method) {
+            Some((_, url)) => self.http.post(url.clone()),
+            None => self.http.post(format!("{}/{method}", self.base)),
+        };
+        let response = request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
@@ -120,6 +139,25 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_method_has_its_parsed_url() {
+        let client =
+            PushwooshClient::new("http://127.0.0.1:8087/json/1.3/", Duration::from_secs(1))
+                .unwrap();
+        assert_eq!(client.urls.len(), JobKind::ALL.len());
+        for kind in JobKind::ALL {
+            let (_, url) = client
+                .urls
+                .iter()
+                .find(|(m, _)| *m == kind.method())
+                .unwrap();
+            assert_eq!(
+                url.as_str(),
+                format!("http://127.0.0.1:8087/json/1.3/{}", kind.method())
+            );
+        }
+    }
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {

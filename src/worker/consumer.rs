@@ -190,7 +190,7 @@ async fn session(
                     }
                 }
                 next = consumer.next() => match next {
-                    Some(Ok(delivery)) => { tasks.spawn(process(delivery, ctx.clone())); }
+                    Some(Ok(delivery)) => { spawn_process(&tasks, delivery, &ctx); }
                     Some(Err(e)) => break Pause::Lost(anyhow::Error::new(e).context("consuming")),
                     None => break Pause::Lost(anyhow::anyhow!("the broker cancelled the consumer")),
                 },
@@ -252,6 +252,16 @@ async fn session(
     Ok(SessionEnd::Stopped)
 }
 
+/// One task per delivery. The job's future is boxed first: it is ~4.6 KB, and tokio
+/// would otherwise copy all of it on spawn, into the task cell, and again on completion.
+fn spawn_process(
+    tasks: &TaskTracker,
+    delivery: lapin::message::Delivery,
+    ctx: &Arc<WorkerContext>,
+) -> tokio::task::JoinHandle<()> {
+    tasks.spawn(Box::pin(process(delivery, ctx.clone())))
+}
+
 /// Cancels the consumer. Deliveries already on their way before the cancel are processed
 /// too, so that none comes back marked as redelivered without a reason.
 async fn stop_consuming(
@@ -270,7 +280,7 @@ async fn stop_consuming(
     while let Ok(Some(Ok(delivery))) =
         tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
     {
-        tasks.spawn(process(delivery, ctx.clone()));
+        spawn_process(tasks, delivery, ctx);
     }
 }
 
@@ -306,7 +316,7 @@ async fn hold_and_probe(
                 .context("taking a probe job")?;
             match probe {
                 Some(message) => {
-                    let done = tasks.spawn(process(message.delivery, ctx.clone()));
+                    let done = spawn_process(tasks, message.delivery, ctx);
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(HoldEnd::Stopped),
                         _ = done => {}

@@ -1,0 +1,114 @@
+//! The ceiling: the smallest loop that does what the worker must do with the broker for
+//! every job, and nothing else: consume (same prefetch, one task per delivery), publish a
+//! result of the worker's size to the results exchange with a confirm, then ack. No JSON
+//! parsing, no HTTP. It runs as a child process of the bench (like the worker), so its
+//! CPU and memory are its own.
+
+use std::process::ExitCode;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+
+/// `bench __ceiling <amqp url> <queue> <results exchange> <prefetch>`
+pub const SUBCOMMAND: &str = "__ceiling";
+
+pub fn main(args: &[String]) -> ExitCode {
+    let [url, queue, exchange, prefetch] = args else {
+        eprintln!("usage: bench {SUBCOMMAND} URL QUEUE RESULTS_EXCHANGE PREFETCH");
+        return ExitCode::from(2);
+    };
+    let Ok(prefetch) = prefetch.parse::<u16>() else {
+        eprintln!("bad prefetch {prefetch:?}");
+        return ExitCode::from(2);
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(url, queue, exchange, prefetch)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ceiling: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(url: &str, queue: &str, exchange: &str, prefetch: u16) -> anyhow::Result<()> {
+    let conn = super::broker::connect(url).await?;
+    let publish = conn.create_channel().await?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let consume = conn.create_channel().await?;
+    consume
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = consume
+        .basic_consume(
+            queue.into(),
+            "bench-ceiling".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    println!("ready");
+    let exchange: lapin::types::ShortString = exchange.into();
+    while let Some(delivery) = consumer.next().await {
+        let delivery = delivery?;
+        let publish = publish.clone();
+        let exchange = exchange.clone();
+        tokio::spawn(async move {
+            if let Err(e) = settle(&publish, exchange, delivery).await {
+                eprintln!("ceiling: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
+async fn settle(
+    channel: &Channel,
+    exchange: lapin::types::ShortString,
+    delivery: lapin::message::Delivery,
+) -> lapin::Result<()> {
+    let id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map_or("", |s| s.as_str());
+    let body = result_body(id);
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_correlation_id(id.into())
+        .with_timestamp(0)
+        .with_type("push.ok".into());
+    let confirm = channel
+        .basic_publish(
+            exchange,
+            "push.ok".into(),
+            BasicPublishOptions::default(),
+            &body,
+            properties,
+        )
+        .await?
+        .await?;
+    if confirm.is_ack() {
+        delivery.ack(BasicAckOptions::default()).await?;
+    }
+    Ok(())
+}
+
+/// A result event of the same shape and size as the worker's for a push job.
+fn result_body(job_id: &str) -> Vec<u8> {
+    format!(
+        r#"{{"job_id":"{job_id}","kind":"push","outcome":"ok","status_code":200,"status_message":"OK","message_codes":["A3F9-E5ED0793-E6B257D7"],"response":{{"Messages":["A3F9-E5ED0793-E6B257D7"]}},"attempts":1,"application":"ABCDE-12345","received_at":"2026-11-22T23:45:20.966Z","completed_at":"2026-11-22T23:45:20.967Z","redelivered":false}}"#
+    )
+    .into_bytes()
+}

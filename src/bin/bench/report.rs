@@ -1,0 +1,123 @@
+//! Printing: one table row per run, a line of context under it (how busy the machine
+//! was, what the broker and the bench cost), and verdicts against issue #5's targets.
+
+use super::run::Measured;
+
+pub fn header() {
+    println!(
+        "  {:<30} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>6}",
+        "run", "jobs/s", "p50 ms", "p99 ms", "peak RSS", "CPU ms/job", "API calls", "429s"
+    );
+}
+
+pub fn row(m: &Measured) {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+    let rss = m.peak_rss_kb.map_or_else(
+        || "-".to_owned(),
+        |kb| format!("{:.1} MB", kb as f64 / 1024.0),
+    );
+    let cpu = m
+        .cpu_ms_per_job()
+        .map_or_else(|| "-".to_owned(), |c| format!("{c:.3}"));
+    let (calls, throttled) = if m.is_worker {
+        (
+            thousands(m.api_calls as f64),
+            m.http_429.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+        )
+    } else {
+        ("-".to_owned(), "-".to_owned())
+    };
+    println!(
+        "  {:<30} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>6}",
+        m.label,
+        thousands(m.jobs_per_s),
+        ms(m.p50_ms),
+        ms(m.p99_ms),
+        rss,
+        cpu,
+        calls,
+        throttled
+    );
+    let per_job = |v: Option<f64>| v.map(|v| v / m.results.max(1) as f64);
+    let mut notes = Vec::new();
+    if let Some(b) = m.machine_busy {
+        notes.push(format!("machine CPU {:.0}% busy", b * 100.0));
+    }
+    if let Some(b) = per_job(m.broker_cpu_ms) {
+        notes.push(format!("broker {b:.3} ms/job"));
+    }
+    if let Some(b) = per_job(m.bench_cpu_ms) {
+        let mock = per_job(m.mock_cpu_ms).map_or_else(String::new, |x| format!(" (mock {x:.3})"));
+        notes.push(format!("bench {b:.3} ms/job{mock}"));
+    }
+    if let Some(p) = m.publish_per_s {
+        notes.push(format!("published {}/s", thousands(p)));
+    }
+    if let Some(l) = m.log_bytes.filter(|_| m.is_worker) {
+        notes.push(format!(
+            "log {:.0} B/job",
+            l as f64 / m.results.max(1) as f64
+        ));
+    }
+    notes.push(format!(
+        "{} results in {:.2} s",
+        thousands(m.results as f64),
+        m.seconds
+    ));
+    println!("      {}", notes.join(", "));
+    let mut problems = Vec::new();
+    if m.results < m.expected && m.stopped_short.is_some() {
+        problems.push(format!("only {} of {} results", m.results, m.expected));
+    }
+    if let Some(why) = &m.stopped_short {
+        problems.push(why.clone());
+    }
+    if m.not_ok > 0 {
+        problems.push(format!("{} results not ok", m.not_ok));
+    }
+    if m.duplicates > 0 {
+        problems.push(format!("{} duplicate results", m.duplicates));
+    }
+    if !problems.is_empty() {
+        println!("      WARNING: {}", problems.join("; "));
+    }
+}
+
+pub fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// ` (runs: 7,100 to 7,480)` when there was more than one run.
+pub fn spread(values: &[f64]) -> String {
+    if values.len() < 2 {
+        return String::new();
+    }
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!(" (runs: {} to {})", thousands(lo), thousands(hi))
+}
+
+/// `meets` / `MISSES` a target.
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "meets the target"
+    } else {
+        "MISSES the target"
+    }
+}
+
+pub fn thousands(v: f64) -> String {
+    let n = v.round() as i64;
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}

@@ -1,0 +1,368 @@
+//! One measured run: fresh names, a mock set up, a consumer (the worker or the ceiling)
+//! started, jobs published in the run's way, every result matched, the numbers read
+//! from Linux and the worker's /metrics, then everything stopped and deleted.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::broker::{Collector, Names, Producer, Stamps};
+use super::mock::Mock;
+use super::procs::{self, MachineCpu, Proc, metric_sum};
+
+/// No result for this long ends a run as failed.
+const STALL: Duration = Duration::from_secs(30);
+
+/// What the bench shares between runs.
+pub struct Bench {
+    pub amqp_url: String,
+    pub worker_bin: PathBuf,
+    pub logs: PathBuf,
+    pub mock: Mock,
+    /// A sandbox for runs that need one when `mock` is the minimal responder.
+    pub sandbox: Option<Mock>,
+    /// `--worker-env`, applied last to every worker start.
+    pub extra_env: Vec<(String, String)>,
+    runs: AtomicUsize,
+}
+
+impl Bench {
+    pub fn new(
+        amqp_url: String,
+        worker_bin: PathBuf,
+        logs: PathBuf,
+        mock: Mock,
+        sandbox: Option<Mock>,
+        extra_env: Vec<(String, String)>,
+    ) -> Self {
+        Self {
+            amqp_url,
+            worker_bin,
+            logs,
+            mock,
+            sandbox,
+            extra_env,
+            runs: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Consumer {
+    /// The worker binary with this environment (on top of names, mock and prefetch).
+    Worker(Vec<(String, String)>),
+    /// The no-HTTP loop.
+    Ceiling,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Publish every job as fast as confirms allow while the consumer runs.
+    Concurrent,
+    /// Fill the queue, then start the consumer.
+    Drain,
+    /// Publish at a steady rate while the consumer runs.
+    Paced(u32),
+    /// Publish at a steady rate; count the results of a window of this many seconds.
+    Window(u32, u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub label: String,
+    pub consumer: Consumer,
+    pub load: Load,
+    pub jobs: usize,
+    pub prefetch: u16,
+    pub api_latency: Duration,
+    /// The mock's createMessage limit a minute.
+    pub api_limit: Option<u32>,
+    /// Leading jobs left out of the latency percentiles.
+    pub warmup: usize,
+    /// Sample the worker's jobs_in_flight gauge during the run.
+    pub sample_in_flight: bool,
+    /// Needs the sandbox (its rate limit), whatever `--mock` says.
+    pub use_sandbox: bool,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub label: String,
+    pub is_worker: bool,
+    pub expected: usize,
+    pub results: usize,
+    pub not_ok: usize,
+    pub duplicates: usize,
+    pub seconds: f64,
+    pub jobs_per_s: f64,
+    /// Publish-to-result percentiles, ms (not for a drain: jobs waited in the queue).
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub publish_per_s: Option<f64>,
+    pub peak_rss_kb: Option<u64>,
+    pub idle_rss_kb: Option<u64>,
+    pub cpu_ms: Option<f64>,
+    pub api_calls: u64,
+    pub http_429: Option<u64>,
+    pub max_in_flight: Option<u64>,
+    pub machine_busy: Option<f64>,
+    pub broker_cpu_ms: Option<f64>,
+    pub bench_cpu_ms: Option<f64>,
+    pub mock_cpu_ms: Option<f64>,
+    pub log_bytes: Option<u64>,
+    pub stopped_short: Option<String>,
+}
+
+impl Measured {
+    pub fn cpu_ms_per_job(&self) -> Option<f64> {
+        Some(self.cpu_ms? / self.results.max(1) as f64)
+    }
+}
+
+pub async fn measure(bench: &Bench, spec: &RunSpec) -> anyhow::Result<Measured> {
+    let names = Names::fresh(&bench.amqp_url);
+    names.declare().await?;
+    let result = measure_on(bench, spec, &names).await;
+    if let Err(e) = names.delete().await {
+        eprintln!(
+            "bench: could not delete {}: {e:#}",
+            names.settings.amqp.jobs_queue
+        );
+    }
+    result
+}
+
+async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Result<Measured> {
+    let amqp = &names.settings.amqp;
+    let mock = match &bench.sandbox {
+        Some(sandbox) if spec.use_sandbox => sandbox,
+        _ => &bench.mock,
+    };
+    mock.set_latency(spec.api_latency);
+    mock.set_create_message_limit(spec.api_limit)?;
+    let stamps = Arc::new(Stamps::new(spec.jobs));
+    let mut collector =
+        Collector::start(&bench.amqp_url, &amqp.results_exchange, stamps.clone()).await?;
+    let producer = Producer::connect(&bench.amqp_url, &amqp.jobs_exchange).await?;
+
+    if spec.load == Load::Drain {
+        producer.publish(0..spec.jobs, None, &stamps).await?;
+    }
+    let calls_before = mock.create_message_calls();
+    let n = bench.runs.fetch_add(1, Ordering::Relaxed) + 1;
+    let slug: String = spec
+        .label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let log = bench.logs.join(format!("{n:02}-{slug}.log"));
+    let machine0 = MachineCpu::now();
+    let broker = procs::broker_pid();
+    let broker0 = broker.and_then(|p| procs::cpu_ms_of(&format!("/proc/{p}/stat")));
+    let consumer = match &spec.consumer {
+        Consumer::Worker(env) => {
+            let mut all = vec![
+                ("AMQP_URL".to_owned(), bench.amqp_url.clone()),
+                ("PUSHWOOSH_API_URL".to_owned(), mock.base_url().to_owned()),
+                ("PUSHWOOSH_AUTH_TOKEN".to_owned(), "bench-token".to_owned()),
+                (
+                    "PUSHWOOSH_WORKER__AMQP__PREFETCH".to_owned(),
+                    spec.prefetch.to_string(),
+                ),
+                // Jobs still waiting at the end (e.g. for a rate-limit slot) go back to a
+                // queue about to be deleted: no need to wait the default 25 s for them.
+                (
+                    "PUSHWOOSH_WORKER__SHUTDOWN__GRACE_PERIOD_MS".to_owned(),
+                    "2000".to_owned(),
+                ),
+            ];
+            all.extend(names.worker_env());
+            all.extend(env.iter().cloned());
+            all.extend(bench.extra_env.iter().cloned());
+            Proc::worker(&bench.worker_bin, &all, log).await?
+        }
+        Consumer::Ceiling => {
+            Proc::ceiling(
+                &bench.amqp_url,
+                &amqp.jobs_queue,
+                &amqp.results_exchange,
+                spec.prefetch,
+                log,
+            )
+            .await?
+        }
+    };
+    eprintln!(
+        "  [{} pid {}, log {}]",
+        spec.label,
+        consumer.pid(),
+        consumer.log.display()
+    );
+    // A drain counts the start-up too (the worker consumes as soon as it can).
+    let cpu0 = if spec.load == Load::Drain {
+        0.0
+    } else {
+        consumer.cpu_ms().unwrap_or(0.0)
+    };
+    let idle_rss_kb = consumer.rss_kb();
+    let bench0 = procs::own_cpu_ms();
+    let mock0 = mock.cpu_ms();
+    let (machine0, broker0) = if spec.load == Load::Drain {
+        (machine0, broker0)
+    } else {
+        (
+            MachineCpu::now(),
+            broker.and_then(|p| procs::cpu_ms_of(&format!("/proc/{p}/stat"))),
+        )
+    };
+
+    let started = Instant::now();
+    let publishing = match spec.load {
+        Load::Drain => None,
+        Load::Concurrent => Some(None),
+        Load::Paced(rate) | Load::Window(rate, _) => Some(Some(rate)),
+    }
+    .map(|rate| {
+        let stamps = stamps.clone();
+        let jobs = spec.jobs;
+        tokio::spawn(async move { producer.publish(0..jobs, rate, &stamps).await })
+    });
+    let deadline = match spec.load {
+        Load::Window(_, secs) => Some(started + Duration::from_secs(secs)),
+        _ => None,
+    };
+    let in_flight = spec.sample_in_flight.then(|| sample_in_flight(&consumer));
+    let collected = match &in_flight {
+        Some(sampler) => {
+            let c = collector
+                .collect(spec.jobs, spec.warmup, deadline, STALL)
+                .await;
+            sampler.1.cancel();
+            c
+        }
+        None => {
+            collector
+                .collect(spec.jobs, spec.warmup, deadline, STALL)
+                .await
+        }
+    };
+
+    let cpu1 = consumer.cpu_ms();
+    let peak_rss_kb = consumer.peak_rss_kb();
+    let machine1 = MachineCpu::now();
+    let broker1 = broker.and_then(|p| procs::cpu_ms_of(&format!("/proc/{p}/stat")));
+    let metrics = consumer.metrics().await;
+    let calls = mock.create_message_calls() - calls_before;
+    let log_path = consumer.log.clone();
+    consumer.stop().await;
+    let published = match publishing {
+        Some(task) => {
+            if deadline.is_some() {
+                task.abort();
+                None
+            } else {
+                Some(task.await.context("the producer task")??)
+            }
+        }
+        None => None,
+    };
+    let max_in_flight = match in_flight {
+        Some((task, _)) => task.await.ok(),
+        None => None,
+    };
+
+    let from = match spec.load {
+        Load::Drain => collected.first,
+        _ => Some(started),
+    };
+    let seconds = match (deadline, from, collected.last) {
+        (Some(d), _, _) => d.duration_since(started).as_secs_f64(),
+        (None, Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let counted = if spec.load == Load::Drain {
+        collected.results.saturating_sub(1)
+    } else {
+        collected.results
+    };
+    let mut latencies = collected.latencies_us.clone();
+    latencies.sort_unstable();
+    let pct = |p: f64| -> Option<f64> {
+        if spec.load == Load::Drain || latencies.is_empty() {
+            return None;
+        }
+        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        Some(latencies[i] as f64 / 1000.0)
+    };
+    Ok(Measured {
+        label: spec.label.clone(),
+        is_worker: matches!(spec.consumer, Consumer::Worker(_)),
+        expected: spec.jobs,
+        results: collected.results,
+        not_ok: collected.not_ok,
+        duplicates: collected.duplicates,
+        seconds,
+        jobs_per_s: if seconds > 0.0 {
+            counted as f64 / seconds
+        } else {
+            0.0
+        },
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: pct(1.0),
+        publish_per_s: published.map(|p| p.jobs as f64 / p.seconds.max(1e-9)),
+        peak_rss_kb,
+        idle_rss_kb,
+        cpu_ms: cpu1.map(|c| c - cpu0),
+        api_calls: calls,
+        http_429: metrics.as_deref().map(|m| {
+            metric_sum(
+                m,
+                "pushwoosh_worker_api_calls_total",
+                &["status=\"http_429\""],
+            ) as u64
+        }),
+        max_in_flight,
+        machine_busy: machine0.zip(machine1).map(|(a, b)| a.busy_since(b)),
+        broker_cpu_ms: broker0.zip(broker1).map(|(a, b)| b - a),
+        bench_cpu_ms: bench0.zip(procs::own_cpu_ms()).map(|(a, b)| b - a),
+        mock_cpu_ms: mock0.zip(mock.cpu_ms()).map(|(a, b)| b - a),
+        log_bytes: std::fs::metadata(&log_path).ok().map(|m| m.len()),
+        stopped_short: collected.stopped_short.clone(),
+    })
+}
+
+/// Scrapes the worker's jobs_in_flight gauge every 50 ms; the task returns the highest seen.
+fn sample_in_flight(
+    consumer: &Proc,
+) -> (
+    tokio::task::JoinHandle<u64>,
+    tokio_util::sync::CancellationToken,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let url = consumer.metrics_url();
+    let token = stop.clone();
+    let task = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let mut max = 0u64;
+        while !token.is_cancelled() {
+            if let Some(url) = &url
+                && let Ok(r) = http.get(url).send().await
+                && let Ok(text) = r.text().await
+            {
+                max = max.max(metric_sum(&text, "pushwoosh_worker_jobs_in_flight", &[]) as u64);
+            }
+            tokio::select! {
+                () = token.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+        max
+    });
+    (task, stop)
+}
