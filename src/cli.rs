@@ -34,6 +34,8 @@ pub enum Command {
     },
     /// Publish jobs to the jobs exchange with confirms; --wait prints each result.
     Publish(crate::commands::publish::PublishArgs),
+    /// Declare the exchanges, queues and bindings the configuration implies; --check verifies them and creates nothing.
+    Topology(crate::commands::topology::TopologyArgs),
     /// Move dead letters back to the jobs exchange, all or filtered; --dry-run shows what would move.
     Replay(crate::commands::replay::ReplayArgs),
     /// Serve a local Pushwoosh-compatible API (no account needed) for trying the worker out.
@@ -66,6 +68,13 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = Settings::load(cli.config.as_deref())?;
             telemetry::init(settings.log.format);
             crate::commands::publish::run(&settings, args).await
+        }
+        Command::Topology(args) => {
+            let settings = Settings::load(cli.config.as_deref())?;
+            // A missing object closes its channel, which lapin logs as an error: here it
+            // is an answer, printed as such.
+            telemetry::init_with(settings.log.format, "info,lapin::channel=off");
+            crate::commands::topology::run(&settings, args).await
         }
         Command::Replay(args) => {
             let settings = Settings::load(cli.config.as_deref())?;

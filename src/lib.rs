@@ -14,6 +14,7 @@ pub mod sandbox;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod trace_context;
 pub mod validate;
 pub mod validation;
 pub mod worker;

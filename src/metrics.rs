@@ -1,5 +1,9 @@
 //! The worker's Prometheus metrics, all named `pushwoosh_worker_*`, in a registry owned by
 //! the application (no global state, so tests can run several workers in one process).
+//!
+//! The label sets known in advance (jobs by kind and outcome, dead letters by reason,
+//! breaker transitions) start at 0, so that `rate()` and `increase()` see their first
+//! increment: a series born at 1 looks like no change.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,6 +11,22 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::job::JobKind;
+use crate::pushwoosh::{HttpAnswer, TransportError};
+
+/// Every `reason` of `dead_letters_total` (and of the `x-pushwoosh-dead-reason` header).
+pub const DEAD_LETTER_REASONS: [&str; 6] = [
+    "unparseable",
+    "retries_exhausted",
+    "delivery_unknown",
+    "failed",
+    "no_token",
+    "poison",
+];
+
+const OUTCOMES: [&str; 3] = ["ok", "rejected", "failed"];
+const BREAKER_STATES: [&str; 3] = ["open", "half_open", "closed"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabels {
@@ -29,7 +49,38 @@ pub struct MethodLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RetryLabels {
     pub kind: &'static str,
+    /// See [`retry_reason`].
     pub reason: String,
+}
+
+/// The `reason` of a retry: the status that caused it (`500`, `503`, `429`, …: HTTP's, or
+/// Pushwoosh's inside an HTTP 200), else what went wrong instead of an answer: `timeout`,
+/// `connect` (refused, DNS, TLS), `transport` (connection lost mid-call) or `unreadable`
+/// (an HTTP 200 that is not a Pushwoosh answer).
+pub fn retry_reason(
+    answer: &Result<HttpAnswer, TransportError>,
+    status_code: Option<i64>,
+) -> String {
+    match (status_code, answer) {
+        (Some(code), _) => code.to_string(),
+        (None, Err(TransportError::Timeout { .. })) => "timeout".to_owned(),
+        (None, Err(TransportError::Connect { .. })) => "connect".to_owned(),
+        (None, Err(TransportError::Other { .. })) => "transport".to_owned(),
+        (None, Ok(_)) => "unreadable".to_owned(),
+    }
+}
+
+/// The `reason` a transient verdict would be retried for; `None` for other verdicts.
+pub fn transient_reason(
+    answer: &Result<HttpAnswer, TransportError>,
+    verdict: &crate::pushwoosh::Verdict,
+) -> Option<String> {
+    match verdict {
+        crate::pushwoosh::Verdict::Transient { status_code, .. } => {
+            Some(retry_reason(answer, *status_code))
+        }
+        _ => None,
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,11 +109,21 @@ pub struct Metrics {
     pub breaker_open: Gauge,
     pub breaker_transitions: Family<TransitionLabels, Counter>,
     pub breaker_held_jobs: Counter,
+    pub rate_limit_wait: HistogramFamily,
+    pub rate_limit_throttled: Family<MethodLabels, Counter>,
+    pub rate_limit_slowdown: Family<MethodLabels, Gauge>,
+    pub batch_jobs: Histogram,
+    pub batch_splits: Counter,
 }
 
 fn latency_histogram() -> Histogram {
     // 1 ms to ~16 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+fn wait_histogram() -> Histogram {
+    // 5 ms to ~2.7 min: a job may wait for its method's slot for a long time.
+    Histogram::new(exponential_buckets(0.005, 2.0, 16))
 }
 
 impl Metrics {
@@ -130,6 +191,55 @@ impl Metrics {
             "Jobs parked by the open circuit breaker without using their retry budget",
             breaker_held_jobs.clone(),
         );
+        let rate_limit_wait: HistogramFamily = Family::new_with_constructor(wait_histogram);
+        registry.register(
+            "rate_limit_wait_seconds",
+            "Time calls waited for a slot of the client-side rate limiter, by method",
+            rate_limit_wait.clone(),
+        );
+        let rate_limit_throttled = Family::<MethodLabels, Counter>::default();
+        registry.register(
+            "rate_limit_throttled",
+            "HTTP 429 answers seen, by method",
+            rate_limit_throttled.clone(),
+        );
+        let rate_limit_slowdown = Family::<MethodLabels, Gauge>::default();
+        registry.register(
+            "rate_limit_slowdown",
+            "How many times slower than configured the rate limiter runs a method after 429s (1 = the configured rate)",
+            rate_limit_slowdown.clone(),
+        );
+        // 1 to 512 jobs per call.
+        let batch_jobs = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "batch_jobs",
+            "Push jobs carried by one batched createMessage call",
+            batch_jobs.clone(),
+        );
+        let batch_splits = Counter::default();
+        registry.register(
+            "batch_splits",
+            "Batched calls rejected with 210 and split in halves to find the bad job",
+            batch_splits.clone(),
+        );
+        for kind in JobKind::ALL.map(JobKind::as_str) {
+            for outcome in OUTCOMES {
+                let _ = jobs.get_or_create(&JobLabels { kind, outcome });
+            }
+        }
+        // A body without a kind the worker knows is rejected, or failed as poison.
+        for outcome in ["rejected", "failed"] {
+            let _ = jobs.get_or_create(&JobLabels {
+                kind: "unknown",
+                outcome,
+            });
+        }
+        for reason in DEAD_LETTER_REASONS {
+            let _ = dead_letters.get_or_create(&ReasonLabels { reason });
+        }
+        for to in BREAKER_STATES {
+            let _ = breaker_transitions.get_or_create(&TransitionLabels { to });
+        }
         Self {
             registry,
             jobs,
@@ -143,6 +253,11 @@ impl Metrics {
             breaker_open,
             breaker_transitions,
             breaker_held_jobs,
+            rate_limit_wait,
+            rate_limit_throttled,
+            rate_limit_slowdown,
+            batch_jobs,
+            batch_splits,
         }
     }
 
@@ -189,5 +304,48 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("pushwoosh_worker_jobs_in_flight 0"), "{text}");
+    }
+
+    #[test]
+    fn known_series_start_at_zero() {
+        let text = Metrics::new().render();
+        for series in [
+            r#"pushwoosh_worker_jobs_total{kind="sms",outcome="failed"} 0"#,
+            r#"pushwoosh_worker_jobs_total{kind="unknown",outcome="rejected"} 0"#,
+            r#"pushwoosh_worker_dead_letters_total{reason="poison"} 0"#,
+            r#"pushwoosh_worker_breaker_transitions_total{to="open"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} in\n{text}");
+        }
+        assert!(!text.contains(r#"kind="unknown",outcome="ok""#), "{text}");
+    }
+
+    #[test]
+    fn retry_reasons_are_words_where_there_is_no_status() {
+        use std::time::Duration;
+        let answer = |status| {
+            Ok(HttpAnswer {
+                status,
+                body: bytes::Bytes::new(),
+                retry_after: None,
+            })
+        };
+        let timeout = Err(TransportError::Timeout {
+            sent: true,
+            after: Duration::from_secs(1),
+        });
+        let connect = Err(TransportError::Connect {
+            message: "refused".into(),
+        });
+        let lost = Err(TransportError::Other {
+            message: "reset".into(),
+        });
+        assert_eq!(retry_reason(&answer(500), Some(500)), "500");
+        assert_eq!(retry_reason(&answer(429), Some(429)), "429");
+        assert_eq!(retry_reason(&answer(200), Some(503)), "503");
+        assert_eq!(retry_reason(&answer(200), None), "unreadable");
+        assert_eq!(retry_reason(&timeout, None), "timeout");
+        assert_eq!(retry_reason(&connect, None), "connect");
+        assert_eq!(retry_reason(&lost, None), "transport");
     }
 }

@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::job::JobKind;
+use crate::trace_context::JobTrace;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,6 +39,21 @@ pub struct ValidationError {
     pub message: String,
 }
 
+/// Where a job sat in the batched call that decided its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BatchInfo {
+    /// Jobs in the call.
+    pub jobs: usize,
+    /// Notifications in the call, all jobs together.
+    pub notifications: usize,
+    /// Index of this job's first notification in the call.
+    pub position: usize,
+    /// Whether Pushwoosh answered one message code per notification, so that this job's
+    /// codes are known. When false, `message_codes` is empty and `response` is the whole
+    /// call's: the worker does not guess which codes are whose.
+    pub codes_mapped: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ResultEvent {
     pub job_id: Option<String>,
@@ -57,10 +73,17 @@ pub struct ResultEvent {
     pub redelivered: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Delivery>,
+    /// Present when the job shared its call with other jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ValidationError>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<ValidationError>,
+    /// The job's W3C trace context, when it carried a valid `traceparent`: its trace id,
+    /// the producer's span and the worker's (also sent as the result's `traceparent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<JobTrace>,
 }
 
 impl ResultEvent {
@@ -144,8 +167,10 @@ mod tests {
             completed_at: "2026-11-22T10:15:02.361Z".into(),
             redelivered: false,
             delivery: None,
+            batch: None,
             errors: vec![],
             warnings: vec![],
+            trace: None,
         };
         let value: Value = serde_json::from_slice(&event.to_json()).unwrap();
         assert_eq!(

@@ -22,6 +22,8 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     pub validation: ValidationSettings,
     pub breaker: BreakerSettings,
+    pub rate_limit: RateLimitSettings,
+    pub batch: BatchSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -251,6 +253,107 @@ impl BreakerSettings {
     }
 }
 
+/// The client-side rate limiter: calls per minute per Pushwoosh method, and the
+/// slow-down after a 429.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Worker processes sharing one account: each takes `1/replicas` of every figure.
+    pub replicas: u32,
+    /// Calls a process may make at once after a quiet spell.
+    pub burst: u32,
+    /// The limiter spaces calls as if a minute lasted this much longer, so that jitter
+    /// between the worker and Pushwoosh cannot squeeze one call too many into a minute.
+    pub window_slack_ms: u64,
+    /// Calls per minute (for the whole account, before the replicas' share); 0 = no
+    /// client-side limit for that method.
+    pub create_message_per_minute: u32,
+    pub create_sms_message_per_minute: u32,
+    pub create_whatsapp_message_per_minute: u32,
+    pub create_targeted_message_per_minute: u32,
+    pub cancel_message_per_minute: u32,
+    pub delete_message_per_minute: u32,
+    pub get_message_details_per_minute: u32,
+    pub get_push_history_per_minute: u32,
+    /// How long every call of a method waits after a 429 without `Retry-After`.
+    pub default_pause_ms: u64,
+    /// The longest pause a `Retry-After` can impose.
+    pub max_pause_ms: u64,
+    /// Each slow-down step after a 429 doubles the spacing of calls, up to this factor.
+    pub max_slowdown: u32,
+    /// The factor halves after each such period without a 429.
+    pub recovery_interval_ms: u64,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            replicas: 1,
+            burst: 1,
+            window_slack_ms: 500,
+            create_message_per_minute: 600,
+            create_sms_message_per_minute: 600,
+            create_whatsapp_message_per_minute: 600,
+            create_targeted_message_per_minute: 600,
+            cancel_message_per_minute: 0,
+            delete_message_per_minute: 0,
+            get_message_details_per_minute: 0,
+            get_push_history_per_minute: 0,
+            default_pause_ms: 1_000,
+            max_pause_ms: 60_000,
+            max_slowdown: 16,
+            recovery_interval_ms: 10_000,
+        }
+    }
+}
+
+/// Batching: push jobs for one application that arrive together share one createMessage call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchSettings {
+    pub enabled: bool,
+    /// Most notifications in one call (a job of several notifications counts each).
+    pub max_size: usize,
+    /// How long the first job of a batch waits for company before the call goes out.
+    /// A batch also keeps filling while its call waits for a rate-limit slot.
+    pub linger_ms: u64,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_size: 100,
+            linger_ms: 0,
+        }
+    }
+}
+
+impl RateLimitSettings {
+    /// The configured calls per minute of a Pushwoosh method (0: no client-side limit).
+    pub fn per_minute(&self, method: &str) -> u32 {
+        match method {
+            "createMessage" => self.create_message_per_minute,
+            "createSMSMessage" => self.create_sms_message_per_minute,
+            "createWhatsAppMessage" => self.create_whatsapp_message_per_minute,
+            "createTargetedMessage" => self.create_targeted_message_per_minute,
+            "cancelMessage" => self.cancel_message_per_minute,
+            "deleteMessage" => self.delete_message_per_minute,
+            "getMessageDetails" => self.get_message_details_per_minute,
+            "getPushHistory" => self.get_push_history_per_minute,
+            _ => 0,
+        }
+    }
+}
+
+impl BatchSettings {
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+}
+
 /// Where the configuration file comes from.
 pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(path) = explicit {
@@ -307,6 +410,10 @@ impl Settings {
     fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.amqp.prefetch > 0, "amqp.prefetch must be at least 1");
         anyhow::ensure!(
+            self.batch.max_size > 0,
+            "batch.max_size must be at least 1 (set batch.enabled = false to turn batching off)"
+        );
+        anyhow::ensure!(
             self.amqp.delivery_limit > 0,
             "amqp.delivery_limit must be at least 1"
         );
@@ -337,6 +444,21 @@ impl Settings {
         anyhow::ensure!(
             self.breaker.max_open_ms >= self.breaker.initial_open_ms,
             "breaker.max_open_ms must be at least breaker.initial_open_ms"
+        );
+        let r = &self.rate_limit;
+        anyhow::ensure!(r.replicas > 0, "rate_limit.replicas must be at least 1");
+        anyhow::ensure!(r.burst > 0, "rate_limit.burst must be at least 1");
+        anyhow::ensure!(
+            r.max_slowdown > 0,
+            "rate_limit.max_slowdown must be at least 1 (1 = never slow down)"
+        );
+        anyhow::ensure!(
+            r.recovery_interval_ms > 0,
+            "rate_limit.recovery_interval_ms must be at least 1"
+        );
+        anyhow::ensure!(
+            r.max_pause_ms >= r.default_pause_ms,
+            "rate_limit.max_pause_ms must be at least rate_limit.default_pause_ms"
         );
         Ok(())
     }

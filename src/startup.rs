@@ -13,9 +13,10 @@ use tracing::{info, warn};
 
 use crate::broker::{self, Topology};
 use crate::metrics::Metrics;
-use crate::pushwoosh::PushwooshClient;
+use crate::pushwoosh::{PushwooshClient, RateLimiter};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
+use crate::worker::batcher::Batcher;
 use crate::worker::consumer::{ConsumerSetup, connection_name};
 use crate::worker::{CircuitBreaker, Readiness, run_consumer};
 
@@ -63,6 +64,14 @@ impl Application {
             metrics.clone(),
             readiness.clone(),
         ));
+        let limiter = Arc::new(RateLimiter::new(&settings.rate_limit, metrics.clone()));
+        let batcher = Arc::new(Batcher::new(
+            &settings.batch,
+            Arc::new(client.clone()),
+            limiter.clone(),
+            metrics.clone(),
+            breaker.clone(),
+        ));
         let settings = Arc::new(settings);
         Ok(Self {
             listener,
@@ -75,6 +84,8 @@ impl Application {
                 metrics,
                 readiness,
                 breaker,
+                limiter,
+                batcher,
             },
         })
     }

@@ -21,11 +21,6 @@ fn push(id: &str) -> Value {
            "notifications": [{"send_date": "now", "content": "x"}]})
 }
 
-fn tx(body: &[u8]) -> Value {
-    serde_json::from_slice::<Value>(body).unwrap()["request"]["notifications"][0]["transactionId"]
-        .clone()
-}
-
 #[tokio::test]
 async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice() {
     let hanging = MockServer::start().await;
@@ -50,12 +45,12 @@ async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice(
     }
     let mut child = common::worker_command(&settings).spawn().unwrap();
     for _ in 0..400 {
-        if hanging.received_requests().await.unwrap().len() >= 15 {
+        if common::notifications_sent(&hanging).await >= 15 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(hanging.received_requests().await.unwrap().len(), 15);
+    assert_eq!(common::notifications_sent(&hanging).await, 15);
     child.kill().await.unwrap(); // SIGKILL
     child.wait().await.unwrap();
 
@@ -85,10 +80,12 @@ async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice(
         .await
         .unwrap()
         .iter()
-        .map(|r| tx(&r.body))
+        .flat_map(|r| common::transaction_ids(&r.body))
         .collect();
     for call in fine.received_requests().await.unwrap() {
-        assert!(before.contains(&tx(&call.body)));
+        for tx in common::transaction_ids(&call.body) {
+            assert!(before.contains(&tx));
+        }
     }
     common::sigterm(&child).await;
     assert!(child.wait().await.unwrap().success());

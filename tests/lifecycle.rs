@@ -11,14 +11,15 @@ use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer};
 
+/// Waits until `n` notifications are under way, however they were batched into calls.
 async fn wait_for_calls(mock: &MockServer, n: usize) {
     for _ in 0..200 {
-        if mock.received_requests().await.unwrap_or_default().len() >= n {
+        if common::notifications_sent(mock).await >= n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("the worker never made {n} calls");
+    panic!("the worker never sent {n} notifications");
 }
 
 /// Starts the binary, publishes `n` jobs and waits until all `n` calls are under way.
@@ -148,17 +149,21 @@ async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost
             .or_insert(0) += 1;
     }
     assert_eq!(seen.len(), 10);
-    let calls = fast.received_requests().await.unwrap();
-    let first: serde_json::Value = serde_json::from_slice(&calls[0].body).unwrap();
-    let slow_calls = slow.received_requests().await.unwrap();
-    let ids_before: Vec<serde_json::Value> = slow_calls
+    let ids_before: Vec<serde_json::Value> = slow
+        .received_requests()
+        .await
+        .unwrap()
         .iter()
-        .map(|c| serde_json::from_slice::<serde_json::Value>(&c.body).unwrap()["request"]["notifications"][0]["transactionId"].clone())
+        .flat_map(|c| common::transaction_ids(&c.body))
         .collect();
-    assert!(
-        ids_before.contains(&first["request"]["notifications"][0]["transactionId"]),
-        "the handed-back push is sent again with the transactionId of its first call"
-    );
+    for call in fast.received_requests().await.unwrap() {
+        for id in common::transaction_ids(&call.body) {
+            assert!(
+                ids_before.contains(&id),
+                "a handed-back push is sent again with the transactionId of its first call"
+            );
+        }
+    }
     common::sigterm(&child).await;
     assert!(child.wait().await.unwrap().success());
     common::cleanup(&settings);

@@ -1,7 +1,8 @@
-//! RabbitMQ: connecting (with bounded retries), declaring the topology, and publishing
-//! with publisher confirms.
+//! RabbitMQ: connecting (with bounded retries), declaring the topology, publishing with
+//! publisher confirms, and reading the management API (`topology --check`).
 
 pub mod connect;
+pub mod management;
 pub mod publisher;
 pub mod topology;
 

@@ -11,6 +11,7 @@ use lapin::{BasicProperties, Channel};
 
 use super::topology::Topology;
 use crate::result_event::ResultEvent;
+use crate::trace_context::{TRACEPARENT, TRACESTATE};
 
 /// Headers the worker reads and writes on jobs and dead letters.
 pub mod headers {
@@ -79,12 +80,21 @@ impl Publisher {
     ) -> anyhow::Result<()> {
         let body = event.to_json();
         let routing_key = event.routing_key();
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(PERSISTENT)
             .with_correlation_id(correlation_id.into())
             .with_timestamp(chrono::Utc::now().timestamp().max(0) as u64)
             .with_type(ShortString::from(routing_key.as_str()));
+        if let Some(trace) = &event.trace {
+            // The job's trace goes on, with the worker's span as the result's parent.
+            let mut table = FieldTable::default();
+            put_str(&mut table, TRACEPARENT, &trace.traceparent().to_string());
+            if let Some(state) = &trace.tracestate {
+                put_str(&mut table, TRACESTATE, state);
+            }
+            properties = properties.with_headers(table);
+        }
         let exchange = &self.topology.results_exchange;
         match reply_to {
             Some(queue) if !queue.is_empty() => {

@@ -59,32 +59,22 @@ impl Topology {
         args
     }
 
-    /// Declares everything; safe to call again and from every replica.
-    pub async fn declare(&self, channel: &Channel) -> anyhow::Result<()> {
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        for exchange in [&self.jobs_exchange, &self.results_exchange] {
-            channel
-                .exchange_declare(
-                    exchange.as_str().into(),
-                    ExchangeKind::Topic,
-                    durable,
-                    FieldTable::default(),
-                )
-                .await
-                .with_context(|| format!("declaring exchange {exchange}"))?;
-        }
-
-        channel
-            .queue_declare(
-                self.dead_letter_queue.as_str().into(),
-                QueueDeclareOptions::durable(),
-                self.queue_type_args(),
-            )
-            .await
-            .with_context(|| self.mismatch_hint(&self.dead_letter_queue))?;
+    /// Every exchange, queue and binding the configuration implies, in the order they
+    /// are declared (a queue before its binding, the dead-letter queue before the queues
+    /// that dead-letter into it).
+    pub fn declarations(&self) -> Vec<Declaration> {
+        let mut out = vec![
+            Declaration::Exchange {
+                name: self.jobs_exchange.clone(),
+            },
+            Declaration::Exchange {
+                name: self.results_exchange.clone(),
+            },
+            Declaration::Queue {
+                name: self.dead_letter_queue.clone(),
+                arguments: self.queue_type_args(),
+            },
+        ];
 
         // Jobs the broker itself gives up on (rejected without requeue, over a delivery
         // limit) land in the dead-letter queue rather than vanishing.
@@ -102,29 +92,19 @@ impl Topology {
                 AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
             );
         }
-        channel
-            .queue_declare(
-                self.jobs_queue.as_str().into(),
-                QueueDeclareOptions::durable(),
-                jobs_args,
-            )
-            .await
-            .with_context(|| self.mismatch_hint(&self.jobs_queue))?;
-        channel
-            .queue_bind(
-                self.jobs_queue.as_str().into(),
-                self.jobs_exchange.as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .with_context(|| format!("binding {} to {}", self.jobs_queue, self.jobs_exchange))?;
+        out.push(Declaration::Queue {
+            name: self.jobs_queue.clone(),
+            arguments: jobs_args,
+        });
+        out.push(Declaration::Binding {
+            queue: self.jobs_queue.clone(),
+            exchange: self.jobs_exchange.clone(),
+            routing_key: "#".to_owned(),
+        });
 
         // One delay queue per backoff tier: a parked retry expires back into the jobs
         // queue (through the default exchange, so only that queue gets it).
         for tier in &self.retry_tiers {
-            let name = self.retry_queue(*tier);
             let mut args = FieldTable::default();
             args.insert("x-queue-type".into(), long_string("classic"));
             args.insert(
@@ -136,19 +116,103 @@ impl Topology {
                 "x-dead-letter-routing-key".into(),
                 long_string(&self.jobs_queue),
             );
-            channel
-                .queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
-                .await
-                .with_context(|| self.mismatch_hint(&name))?;
+            out.push(Declaration::Queue {
+                name: self.retry_queue(*tier),
+                arguments: args,
+            });
+        }
+        out
+    }
+
+    /// Declares everything; safe to call again and from every replica.
+    pub async fn declare(&self, channel: &Channel) -> anyhow::Result<()> {
+        for declaration in self.declarations() {
+            declaration.declare(channel).await?;
         }
         Ok(())
     }
+}
 
-    fn mismatch_hint(&self, queue: &str) -> String {
-        format!(
-            "declaring queue {queue} (if it exists with other arguments, e.g. another queue type, \
-             delete it or point amqp.* at other names)"
-        )
+/// One exchange, queue or binding of the topology. Exchanges are durable topic
+/// exchanges without arguments; queues are durable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Declaration {
+    Exchange {
+        name: String,
+    },
+    Queue {
+        name: String,
+        arguments: FieldTable,
+    },
+    Binding {
+        queue: String,
+        exchange: String,
+        routing_key: String,
+    },
+}
+
+impl Declaration {
+    /// `exchange pushwoosh.jobs`, `queue pushwoosh.dead`, `binding pushwoosh.jobs -> pushwoosh.jobs (#)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Declaration::Exchange { name } => format!("exchange {name}"),
+            Declaration::Queue { name, .. } => format!("queue {name}"),
+            Declaration::Binding {
+                queue,
+                exchange,
+                routing_key,
+            } => format!("binding {exchange} -> {queue} ({routing_key})"),
+        }
+    }
+
+    pub async fn declare(&self, channel: &Channel) -> anyhow::Result<()> {
+        match self {
+            Declaration::Exchange { name } => channel
+                .exchange_declare(
+                    name.as_str().into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "declaring exchange {name} (if it exists with another type or \
+                         durability, delete it or point amqp.* at other names)"
+                    )
+                }),
+            Declaration::Queue { name, arguments } => channel
+                .queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    arguments.clone(),
+                )
+                .await
+                .map(drop)
+                .with_context(|| {
+                    format!(
+                        "declaring queue {name} (if it exists with other arguments, e.g. \
+                         another queue type, delete it or point amqp.* at other names)"
+                    )
+                }),
+            Declaration::Binding {
+                queue,
+                exchange,
+                routing_key,
+            } => channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    routing_key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .with_context(|| format!("binding {queue} to {exchange}")),
+        }
     }
 }
 

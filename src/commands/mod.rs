@@ -3,4 +3,5 @@
 pub mod jobs_file;
 pub mod publish;
 pub mod replay;
+pub mod topology;
 pub mod validate;

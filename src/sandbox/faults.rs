@@ -1,5 +1,6 @@
 //! Fault injection: fixed latency, random 500s, random 429s, hung requests, per-method
-//! rate limits (sliding minute) and `fail_next`, all adjustable while the sandbox runs.
+//! rate limits (a sliding minute, or a shorter window for quick tests) and `fail_next`,
+//! all adjustable while the sandbox runs.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +27,21 @@ pub(super) enum Fault {
     RateLimited { retry_after: u64 },
 }
 
-#[derive(Default)]
 struct Window {
     limit: Option<u32>,
+    /// How far back `limit` counts: a minute, like Pushwoosh.
+    span: Duration,
     hits: VecDeque<Instant>,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            limit: None,
+            span: MINUTE,
+            hits: VecDeque::new(),
+        }
+    }
 }
 
 /// A probability stored as f64 bits, clamped into `[0, 1]` (NaN counts as 0).
@@ -116,9 +128,15 @@ impl Faults {
 
     /// Sets (or with `None` lifts) a method's limit of requests per sliding minute.
     pub(super) fn set_rate_limit(&self, method: Method, per_minute: Option<u32>) {
+        self.set_rate_limit_per(method, per_minute, MINUTE);
+    }
+
+    /// Sets (or lifts) a method's limit of requests per sliding `span`.
+    pub(super) fn set_rate_limit_per(&self, method: Method, limit: Option<u32>, span: Duration) {
         let mut windows = lock(&self.windows);
         let w = &mut windows[method.index()];
-        w.limit = per_minute;
+        w.limit = limit;
+        w.span = span;
         w.hits.clear();
     }
 
@@ -150,10 +168,11 @@ impl Faults {
         let mut windows = lock(&self.windows);
         let w = &mut windows[method.index()];
         let limit = w.limit?;
+        let span = w.span;
         while w
             .hits
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= MINUTE)
+            .is_some_and(|t| now.duration_since(*t) >= span)
         {
             w.hits.pop_front();
         }
@@ -164,7 +183,7 @@ impl Faults {
         let wait = w
             .hits
             .front()
-            .map_or(MINUTE, |t| MINUTE.saturating_sub(now.duration_since(*t)));
+            .map_or(span, |t| span.saturating_sub(now.duration_since(*t)));
         Some(wait.as_secs_f64().ceil().max(1.0) as u64)
     }
 }
@@ -200,6 +219,18 @@ mod tests {
         assert_eq!(f.take_slot(Method::CreateMessage, t0 + MINUTE), None);
         f.set_rate_limit(Method::CreateMessage, Some(0));
         assert_eq!(f.take_slot(Method::CreateMessage, t0), Some(60));
+    }
+
+    #[test]
+    fn a_shorter_window_counts_only_its_span() {
+        let f = quiet();
+        f.set_rate_limit_per(Method::CreateMessage, Some(2), Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(f.take_slot(Method::CreateMessage, t0), None);
+        assert_eq!(f.take_slot(Method::CreateMessage, t0), None);
+        assert_eq!(f.take_slot(Method::CreateMessage, t0), Some(1));
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(f.take_slot(Method::CreateMessage, later), None);
     }
 
     #[test]

@@ -127,6 +127,14 @@ impl SandboxHandle {
             .is_some()
     }
 
+    /// Like [`Self::set_rate_limit`] over a sliding `window` instead of a minute (quick
+    /// tests: 10 a second stands for 600 a minute).
+    pub fn set_rate_limit_per(&self, method: &str, limit: Option<u32>, window: Duration) -> bool {
+        Method::parse(method)
+            .map(|m| self.shared.faults.set_rate_limit_per(m, limit, window))
+            .is_some()
+    }
+
     /// Graceful stop: no new connections, in-flight answers finish (hung ones answer 503).
     pub fn shutdown(&self) {
         self.shared.shutdown();

@@ -17,12 +17,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use super::batcher::Batcher;
 use super::breaker::{BreakerState, CircuitBreaker};
 use super::context::{Readiness, WorkerContext};
 use super::process::process;
 use crate::broker::{self, Publisher, Topology};
 use crate::metrics::Metrics;
-use crate::pushwoosh::PushwooshClient;
+use crate::pushwoosh::{PushwooshClient, RateLimiter};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 
@@ -35,6 +36,9 @@ pub struct ConsumerSetup {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub breaker: Arc<CircuitBreaker>,
+    /// Outlives reconnections: a new session must not forget the calls just made.
+    pub limiter: Arc<RateLimiter>,
+    pub batcher: Arc<Batcher>,
 }
 
 /// How a session with the broker ended.
@@ -145,6 +149,8 @@ async fn session(
         metrics: setup.metrics.clone(),
         hand_back: CancellationToken::new(),
         breaker: setup.breaker.clone(),
+        limiter: setup.limiter.clone(),
+        batcher: setup.batcher.clone(),
     });
     let tasks = TaskTracker::new();
     let mut breaker = setup.breaker.subscribe();

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::batcher::Batcher;
 use super::breaker::CircuitBreaker;
 use crate::broker::Publisher;
 use crate::job::{Job, JobKind};
 use crate::metrics::Metrics;
-use crate::pushwoosh::PushwooshClient;
+use crate::pushwoosh::{PushwooshClient, RateLimiter};
 use crate::result_event::ValidationError;
 use crate::retry::{RetryDecision, RetryPolicy};
 use crate::settings::Settings;
@@ -26,6 +27,9 @@ pub struct WorkerContext {
     /// yet go back to the queue instead of being started.
     pub hand_back: CancellationToken,
     pub breaker: Arc<CircuitBreaker>,
+    /// Calls per minute per method, shared by every job of the process.
+    pub limiter: Arc<RateLimiter>,
+    pub batcher: Arc<Batcher>,
 }
 
 /// The result of the worker's own validation of a job.

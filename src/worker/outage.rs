@@ -32,7 +32,7 @@ pub(super) async fn before_call(
     Some(park(ctx, delivery, budget, "circuit breaker open: not sent").await)
 }
 
-/// After the call: tells the breaker what Pushwoosh's answer says about Pushwoosh; an
+/// After the call: tells the breaker (unless a batched call did already) what Pushwoosh's answer says about Pushwoosh; an
 /// outage answer while the breaker is (now) open parks the job without charging the call.
 /// A call that may have reached Pushwoosh and must not be repeated (SMS, WhatsApp) is
 /// left to the normal path: holding it would send it again.
@@ -42,13 +42,15 @@ pub(super) async fn after_verdict(
     job: &Job,
     verdict: &Verdict,
     budget: Budget,
+    recorded: Option<BreakerState>,
 ) -> Option<Settle> {
     let shared_token = !ctx
         .settings
         .pushwoosh
         .has_application_token(job.application());
     let signal = Signal::of(verdict, shared_token);
-    let state = ctx.breaker.record(&signal);
+    // A batched call told the breaker once for all its jobs.
+    let state = recorded.unwrap_or_else(|| ctx.breaker.record(&signal));
     let Signal::Down(error) = signal else {
         return None;
     };

@@ -14,13 +14,19 @@ use super::context::WorkerContext;
 use super::outage::{self, Budget};
 use crate::broker::publisher::{DeadLetter, ParkedRetry, header_int, headers};
 use crate::job::{self, DecodeError, Job, JobKind};
-use crate::metrics::{CallLabels, JobLabels, MethodLabels, ReasonLabels, RetryLabels};
+use crate::metrics::{
+    CallLabels, JobLabels, MethodLabels, ReasonLabels, RetryLabels, transient_reason,
+};
+use secrecy::SecretString;
+
+use super::breaker::BreakerState;
 use crate::pushwoosh::{HttpAnswer, TransportError, Verdict, classify, request};
 use crate::result_event::{
-    Delivery as DeliveryState, Outcome, ResultEvent, ValidationError, kind_name, message_codes,
-    timestamp,
+    BatchInfo, Delivery as DeliveryState, Outcome, ResultEvent, ValidationError, kind_name,
+    message_codes, timestamp,
 };
 use crate::retry::RetryDecision;
+use crate::trace_context::JobTrace;
 
 /// What happens to the delivery once the job's fate is decided.
 pub(super) enum Settle {
@@ -45,6 +51,8 @@ struct Envelope {
     received_at_ms: i64,
     /// Earlier deliveries that were never settled (quorum queues' `x-delivery-count`).
     failed_deliveries: u32,
+    /// The producer's W3C trace context, continued by this job's span.
+    trace: Option<JobTrace>,
 }
 
 impl Envelope {
@@ -65,6 +73,7 @@ impl Envelope {
             failed_deliveries: header_int(p, "x-delivery-count")
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
+            trace: JobTrace::of(p),
         }
     }
 
@@ -94,20 +103,30 @@ impl Envelope {
             completed_at: String::new(),
             redelivered: self.redelivered,
             delivery: None,
+            batch: None,
             errors: Vec::new(),
             warnings: Vec::new(),
+            trace: self.trace.clone(),
         }
     }
 }
 
 pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
-    let envelope = Envelope::of(&delivery);
     let span = info_span!(
         "job",
         job_id = tracing::field::Empty,
         kind = tracing::field::Empty,
         delivery_tag = delivery.delivery_tag,
+        trace_id = tracing::field::Empty,
+        parent_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
+    let envelope = span.in_scope(|| Envelope::of(&delivery));
+    if let Some(trace) = &envelope.trace {
+        span.record("trace_id", trace.trace_id());
+        span.record("parent_id", trace.parent_id());
+        span.record("span_id", trace.span_id());
+    }
     ctx.metrics.jobs_in_flight.inc();
     async {
         let settle = decide(&delivery, &envelope, &ctx).await;
@@ -197,7 +216,6 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
     };
 
     request::add_transaction_ids(&mut job);
-    let body = request::body(&job.request, token);
     let attempts = envelope.prior_attempts + 1;
     event.attempts = attempts;
 
@@ -208,19 +226,20 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
     if let Some(held) = outage::before_call(ctx, delivery, budget).await {
         return held;
     }
-    let Some(answer) = call(ctx, &job, body).await else {
+    let Some(Called {
+        verdict,
+        batch,
+        breaker,
+        retry_reason,
+    }) = call(ctx, &job, token).await
+    else {
         info!("shutting down: job handed back to the queue before its call");
         return Settle::HandBack;
     };
-    let verdict = classify(&answer);
-    ctx.metrics
-        .api_calls
-        .get_or_create(&CallLabels {
-            method: job.kind.method(),
-            status: call_status(&answer, &verdict),
-        })
-        .inc();
-    if let Some(held) = outage::after_verdict(ctx, delivery, &job, &verdict, budget).await {
+    // Only worth saying when the job shared its call.
+    event.batch = batch.filter(|b| b.jobs > 1);
+    if let Some(held) = outage::after_verdict(ctx, delivery, &job, &verdict, budget, breaker).await
+    {
         return held;
     }
     let (outcome_of_transient, dead_letter) = match verdict {
@@ -231,7 +250,10 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
             event.outcome = Outcome::Ok;
             event.status_code = Some(200);
             event.status_message = status_message;
-            event.message_codes = message_codes(job.kind, &response);
+            // A batched call whose codes could not be told apart gives none: never a guess.
+            if batch.is_none_or(|b| b.codes_mapped) {
+                event.message_codes = message_codes(job.kind, &response);
+            }
             event.response = response;
             (None, None)
         }
@@ -316,7 +338,7 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
                         .retries
                         .get_or_create(&RetryLabels {
                             kind: job.kind.as_str(),
-                            reason: retry_reason(status_code),
+                            reason: retry_reason.unwrap_or_else(|| "unknown".to_owned()),
                         })
                         .inc();
                     Settle::Parked
@@ -381,17 +403,47 @@ fn poison(delivery: &Delivery, envelope: &Envelope, limit: u32) -> Settle {
     }
 }
 
-/// Makes the call, unless the worker is stopping and the job can safely go back to the
-/// queue. An SMS or WhatsApp call already under way is never abandoned: it might send.
-async fn call(
-    ctx: &WorkerContext,
-    job: &Job,
-    body: bytes::Bytes,
-) -> Option<Result<HttpAnswer, TransportError>> {
+/// What a call (alone or in a batch) decided for the job.
+struct Called {
+    verdict: Verdict,
+    batch: Option<BatchInfo>,
+    /// The breaker's state when a batched call already recorded its answer.
+    breaker: Option<BreakerState>,
+    /// For a transient verdict, the `reason` label of its retry.
+    retry_reason: Option<String>,
+}
+
+/// Waits for the rate limiter's slot, then makes the call, alone or in a batch, unless
+/// the worker is stopping and the job can safely go back to the queue. Waiting for a
+/// slot is always safe to abandon, and a batched job abandoned before its call is not
+/// sent; an SMS or WhatsApp call already under way is not: it might send.
+async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -> Option<Called> {
     if ctx.hand_back.is_cancelled() {
         return None;
     }
+    if let Some(batchable) = ctx.batcher.batchable(job) {
+        let shared_token = !ctx
+            .settings
+            .pushwoosh
+            .has_application_token(job.application());
+        let batched = tokio::select! {
+            batched = ctx.batcher.submit(batchable, token, shared_token) => batched?,
+            () = ctx.hand_back.cancelled() => return None,
+        };
+        return Some(Called {
+            verdict: batched.verdict,
+            batch: Some(batched.batch),
+            breaker: Some(batched.breaker),
+            retry_reason: batched.retry_reason,
+        });
+    }
+    let body = request::body(&job.request, token);
     let method = job.kind.method();
+    tokio::select! {
+        biased;
+        () = ctx.hand_back.cancelled() => return None,
+        () = ctx.limiter.acquire(method) => {}
+    }
     let started = std::time::Instant::now();
     let call = ctx.client.call(method, body);
     let answer = if matches!(job.kind, JobKind::Sms | JobKind::Whatsapp) {
@@ -408,7 +460,25 @@ async fn call(
         .get_or_create(&MethodLabels { method })
         .observe(seconds);
     debug!(method, seconds, "Pushwoosh answered");
-    Some(answer)
+    if let Ok(a) = &answer
+        && a.status == 429
+    {
+        ctx.limiter.throttled(method, a.retry_after);
+    }
+    let verdict = classify(&answer);
+    ctx.metrics
+        .api_calls
+        .get_or_create(&CallLabels {
+            method,
+            status: call_status(&answer, &verdict),
+        })
+        .inc();
+    Some(Called {
+        retry_reason: transient_reason(&answer, &verdict),
+        verdict,
+        batch: None,
+        breaker: None,
+    })
 }
 
 async fn settle_delivery(
@@ -517,7 +587,10 @@ fn validation_message(job_id: &str, errors: &[ValidationError]) -> String {
 
 /// The metrics label of a call: Pushwoosh's `status_code` for an HTTP 200 answer,
 /// `http_<status>` for other HTTP answers, the transport error otherwise.
-fn call_status(answer: &Result<HttpAnswer, TransportError>, verdict: &Verdict) -> String {
+pub(super) fn call_status(
+    answer: &Result<HttpAnswer, TransportError>,
+    verdict: &Verdict,
+) -> String {
     match answer {
         Ok(a) if a.status == 200 => match verdict {
             Verdict::Success { .. } => "200".to_owned(),
@@ -531,8 +604,4 @@ fn call_status(answer: &Result<HttpAnswer, TransportError>, verdict: &Verdict) -
         Err(TransportError::Connect { .. }) => "connect".to_owned(),
         Err(TransportError::Other { .. }) => "transport".to_owned(),
     }
-}
-
-fn retry_reason(status_code: Option<i64>) -> String {
-    status_code.map_or_else(|| "transport".to_owned(), |c| c.to_string())
 }

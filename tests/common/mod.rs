@@ -100,6 +100,9 @@ pub async fn test_settings(api_base: &str) -> Settings {
     s.retry.max_elapsed_ms = 30_000;
     s.http.listen = "127.0.0.1:0".into();
     s.shutdown.grace_period_ms = 5_000;
+    // Tests of anything but the limiter should not be paced at 10 calls a second;
+    // tests/rate_limit.rs turns it on.
+    s.rate_limit.enabled = false;
     s
 }
 
@@ -487,7 +490,32 @@ pub fn point_at_test_names(cmd: &mut tokio::process::Command, settings: &Setting
             "SHUTDOWN__GRACE_PERIOD_MS",
             settings.shutdown.grace_period_ms.to_string(),
         ),
+        (
+            "RATE_LIMIT__ENABLED",
+            settings.rate_limit.enabled.to_string(),
+        ),
+        ("BATCH__ENABLED", settings.batch.enabled.to_string()),
+        ("BATCH__LINGER_MS", settings.batch.linger_ms.to_string()),
     ] {
         cmd.env(format!("PUSHWOOSH_WORKER__{key}"), value);
     }
+}
+
+/// The transactionIds of a call's notifications (several when jobs were batched).
+pub fn transaction_ids(body: &[u8]) -> Vec<Value> {
+    serde_json::from_slice::<Value>(body).unwrap()["request"]["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["transactionId"].clone())
+        .collect()
+}
+
+/// Notifications a mock received so far, however they were batched into calls.
+pub async fn notifications_sent(mock: &MockServer) -> usize {
+    let requests = mock.received_requests().await.unwrap_or_default();
+    requests
+        .iter()
+        .map(|r| transaction_ids(&r.body).len())
+        .sum()
 }

@@ -148,7 +148,14 @@ async fn hung_requests_time_out_and_end_at_shutdown() {
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shut down only once the request is there (a fixed sleep is too short on a busy machine).
+    for _ in 0..500 {
+        if s.handle.requests("createMessage") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.handle.requests("createMessage"), 2);
     let t = Instant::now();
     s.handle.shutdown();
     let answer = tokio::time::timeout(Duration::from_secs(5), pending).await;

@@ -1,0 +1,282 @@
+//! `pushwoosh-worker topology [--check]`: declares the exchanges, queues and bindings the
+//! configuration implies (what the worker declares at start), or with `--check` verifies
+//! them and creates nothing, for operators who provision ahead of deploys.
+//!
+//! `--check` proves existence with passive declares, each on a fresh channel (a failed
+//! passive declare closes its channel). Those compare nothing else, and AMQP 0-9-1 has no
+//! way to see a binding, so types, arguments and bindings are checked through the
+//! management HTTP API when it answers, and reported as not checked otherwise.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::FieldTable;
+use lapin::{Connection, ErrorKind, ExchangeKind};
+
+use crate::broker::management::{self, Management};
+use crate::broker::topology::Declaration;
+use crate::broker::{self, Topology};
+use crate::retry::RetryPolicy;
+use crate::settings::Settings;
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Without --check, declares everything (idempotent: what exists with the same arguments is \
+left as it is; something that exists with other arguments is an error, as it would be \
+for the worker).
+
+With --check, exit status 1 if anything is missing or differs. Types, arguments and \
+bindings are checked only through the management API (by default on the broker's host, \
+port 15672, with the AMQP URL's credentials, when it answers); without it, the output \
+says what was not checked.")]
+pub struct TopologyArgs {
+    /// Verify, create nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// With --check: the RabbitMQ management API, e.g. http://user:pass@rabbitmq:15672
+    /// (then it must answer).
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "check",
+        conflicts_with = "no_management"
+    )]
+    pub management_url: Option<String>,
+    /// With --check: do not use the management API.
+    #[arg(long, requires = "check")]
+    pub no_management: bool,
+}
+
+/// What `--check` found about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    Ok,
+    /// Exists; its type, arguments or bindings could not be looked at.
+    Exists,
+    Missing,
+    Differs(Vec<String>),
+    NotChecked,
+}
+
+pub async fn run(settings: &Settings, args: TopologyArgs) -> anyhow::Result<ExitCode> {
+    let topology = Topology::new(&settings.amqp, &RetryPolicy::new(&settings.retry));
+    let conn = broker::connect(
+        &settings.amqp.url,
+        "pushwoosh-worker topology",
+        Duration::from_millis(settings.amqp.startup_timeout_ms),
+    )
+    .await?;
+    let code = if args.check {
+        let management = management_api(settings, &args).await?;
+        check(&conn, &topology, management.as_ref()).await?
+    } else {
+        declare(&conn, &topology).await?
+    };
+    let _ = conn.close(200, "done".into()).await;
+    Ok(code)
+}
+
+async fn declare(conn: &Connection, topology: &Topology) -> anyhow::Result<ExitCode> {
+    let declarations = topology.declarations();
+    let mut existed = Vec::with_capacity(declarations.len());
+    for declaration in &declarations {
+        existed.push(exists(conn, declaration).await?);
+    }
+    // The worker's own code path, so that this declares exactly what a worker would.
+    let channel = conn.create_channel().await?;
+    topology.declare(&channel).await?;
+    let _ = channel.close(200, "declared".into()).await;
+    for (declaration, existed) in declarations.iter().zip(existed) {
+        let what = match existed {
+            Some(true) => "ok (already there)",
+            Some(false) => "created",
+            None => "bound",
+        };
+        println!("{}: {what}", declaration.describe());
+    }
+    println!("{} object(s) declared", declarations.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(
+    conn: &Connection,
+    topology: &Topology,
+    management: Option<&Management>,
+) -> anyhow::Result<ExitCode> {
+    let mut counts = [0usize; 4];
+    let mut missing_objects = Vec::new();
+    for declaration in topology.declarations() {
+        let finding = match exists(conn, &declaration).await? {
+            Some(false) => Finding::Missing,
+            // A binding of a missing queue or exchange is missing too.
+            None if binds_any(&declaration, &missing_objects) => Finding::Missing,
+            Some(true) | None => match management {
+                Some(api) => look(api, &declaration).await?,
+                None if matches!(declaration, Declaration::Binding { .. }) => Finding::NotChecked,
+                None => Finding::Exists,
+            },
+        };
+        let line = match &finding {
+            Finding::Ok => "ok".to_owned(),
+            Finding::Exists => "ok (exists; arguments not checked)".to_owned(),
+            Finding::Missing => "missing".to_owned(),
+            Finding::Differs(how) => format!("differs: {}", how.join("; ")),
+            Finding::NotChecked => "not checked".to_owned(),
+        };
+        println!("{}: {line}", declaration.describe());
+        if finding == Finding::Missing {
+            missing_objects.push(declaration.clone());
+        }
+        counts[match finding {
+            Finding::Ok | Finding::Exists => 0,
+            Finding::Missing => 1,
+            Finding::Differs(_) => 2,
+            Finding::NotChecked => 3,
+        }] += 1;
+    }
+    let [ok, missing, differ, not_checked] = counts;
+    println!("{ok} ok, {missing} missing, {differ} differ, {not_checked} not checked");
+    Ok(if missing + differ == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn binds_any(binding: &Declaration, missing: &[Declaration]) -> bool {
+    let Declaration::Binding {
+        queue, exchange, ..
+    } = binding
+    else {
+        return false;
+    };
+    missing.iter().any(|m| match m {
+        Declaration::Queue { name, .. } => name == queue,
+        Declaration::Exchange { name } => name == exchange,
+        Declaration::Binding { .. } => false,
+    })
+}
+
+/// The management API, or `None` (and a note saying what that leaves unchecked) when it
+/// is not wanted or, at its default address, does not answer.
+async fn management_api(
+    settings: &Settings,
+    args: &TopologyArgs,
+) -> anyhow::Result<Option<Management>> {
+    const UNCHECKED: &str = "types, arguments and bindings are not checked, only that \
+                             exchanges and queues exist";
+    if args.no_management {
+        println!("note: --no-management: {UNCHECKED}");
+        return Ok(None);
+    }
+    let api = Management::new(&settings.amqp.url, args.management_url.as_deref())?;
+    match api.probe().await {
+        Ok(()) => Ok(Some(api)),
+        Err(error) if args.management_url.is_some() => Err(error.context(format!(
+            "the management API at {} does not answer",
+            api.base()
+        ))),
+        Err(error) => {
+            println!(
+                "note: no management API at {} ({}): {UNCHECKED} (see --management-url)",
+                api.base(),
+                root_cause(&error)
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn root_cause(error: &anyhow::Error) -> String {
+    let mut source: &dyn std::error::Error = error.as_ref();
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source.to_string()
+}
+
+/// Whether an exchange or queue exists (`None` for a binding), by a passive declare on a
+/// channel of its own: a failed passive declare closes the channel.
+async fn exists(conn: &Connection, declaration: &Declaration) -> anyhow::Result<Option<bool>> {
+    let channel = conn.create_channel().await?;
+    let answer = match declaration {
+        Declaration::Exchange { name } => channel
+            .exchange_declare(
+                name.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(drop),
+        Declaration::Queue { name, .. } => channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(drop),
+        Declaration::Binding { .. } => return Ok(None),
+    };
+    match answer {
+        Ok(()) => {
+            let _ = channel.close(200, "checked".into()).await;
+            Ok(Some(true))
+        }
+        Err(error) if is_not_found(&error) => Ok(Some(false)),
+        Err(error) => Err(anyhow::Error::new(error).context(format!(
+            "checking {} (passive declare)",
+            declaration.describe()
+        ))),
+    }
+}
+
+fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::ProtocolError(e) if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)
+    )
+}
+
+/// What the management API says about an object known to exist (or a binding).
+async fn look(api: &Management, declaration: &Declaration) -> anyhow::Result<Finding> {
+    let differences = match declaration {
+        Declaration::Exchange { name } => match api.exchange(name).await? {
+            Some(actual) => management::exchange_differences(&actual),
+            None => return Ok(Finding::Missing),
+        },
+        Declaration::Queue { name, arguments } => match api.queue(name).await? {
+            Some(actual) => management::queue_differences(arguments, &actual),
+            None => return Ok(Finding::Missing),
+        },
+        Declaration::Binding {
+            queue,
+            exchange,
+            routing_key,
+        } => {
+            if api
+                .binding_keys(exchange, queue)
+                .await?
+                .contains(routing_key)
+            {
+                Vec::new()
+            } else {
+                return Ok(Finding::Missing);
+            }
+        }
+    };
+    Ok(if differences.is_empty() {
+        Finding::Ok
+    } else {
+        Finding::Differs(differences)
+    })
+}

@@ -1,0 +1,217 @@
+//! The client-side rate limiter end to end, against the sandbox: the worker configured to
+//! the API's limit gets no 429 and shows the time jobs waited; 429s slow it down once
+//! and every job still ends `ok` exactly once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::TestApp;
+use pushwoosh_worker::sandbox::{self, SandboxConfig, SandboxHandle};
+use pushwoosh_worker::settings::Settings;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn sandbox() -> SandboxHandle {
+    sandbox::start(SandboxConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("the sandbox starts")
+}
+
+/// A worker calling `sandbox`, with its limiter configured by `configure`.
+async fn worker(sandbox: &SandboxHandle, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let base = sandbox.base_url();
+    TestApp::spawn_with(move |s| {
+        s.pushwoosh.api_url = base;
+        // The limiter alone: one call per job, so calls can be counted against jobs.
+        s.rate_limit.enabled = true;
+        s.batch.enabled = false;
+        configure(s);
+    })
+    .await
+}
+
+fn push(id: &str) -> serde_json::Value {
+    json!({"id": id, "kind": "push", "application": "ABCDE-12345",
+           "notifications": [{"send_date": "now", "content": "hi", "users": [id]}]})
+}
+
+/// Publishes `n` pushes and returns each job's results (job id -> results).
+async fn run_pushes(app: &mut TestApp, n: usize) -> HashMap<String, Vec<serde_json::Value>> {
+    for i in 0..n {
+        app.publish_job(&push(&format!("rl-{i}"))).await;
+    }
+    let mut results: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+    for _ in 0..n {
+        let r = app.next_result(WAIT).await.body;
+        let id = r["job_id"].as_str().unwrap().to_owned();
+        results.entry(id).or_default().push(r);
+    }
+    app.assert_no_result(Duration::from_millis(300)).await;
+    assert_eq!(results.len(), n, "every job has a result");
+    results
+}
+
+/// A sample's value in the Prometheus text (0 when the series is absent).
+fn sample(metrics: &str, name_and_labels: &str) -> f64 {
+    let prefix = format!("pushwoosh_worker_{name_and_labels} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+const PUSH_429: &str = r#"api_calls_total{method="createMessage",status="http_429"}"#;
+
+#[tokio::test]
+async fn configured_to_the_apis_limit_the_worker_gets_no_429_and_shows_the_wait() {
+    // 600 a minute, sped up 60 times: the sandbox allows 10 createMessage calls in any
+    // sliding second, and the worker keeps its 600 a minute (one call per 100 ms). Its
+    // slack, which absorbs jitter between the worker and the API, scales with the
+    // window: 100 ms on the sandbox's second is 6 s on a minute (calls 110 ms apart).
+    let sandbox = sandbox().await;
+    sandbox.set_rate_limit_per("createMessage", Some(10), Duration::from_secs(1));
+    let mut app = worker(&sandbox, |s| {
+        s.rate_limit.create_message_per_minute = 600;
+        s.rate_limit.window_slack_ms = 6_000;
+    })
+    .await;
+    let jobs = 30;
+    let results = run_pushes(&mut app, jobs).await;
+    for (id, rs) in &results {
+        assert_eq!(rs.len(), 1, "{id}: one result");
+        assert_eq!(rs[0]["outcome"], "ok", "{}", rs[0]);
+        assert_eq!(rs[0]["attempts"], 1, "no call was refused: {}", rs[0]);
+    }
+    assert_eq!(
+        sandbox.requests("createMessage"),
+        jobs as u64,
+        "no 429, no retry"
+    );
+    let metrics = app.metrics().await;
+    assert_eq!(sample(&metrics, PUSH_429), 0.0, "{metrics}");
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"rate_limit_throttled_total{method="createMessage"}"#
+        ),
+        0.0
+    );
+    // 30 jobs arriving together, one slot every 110 ms: they waited ~48 s in total.
+    let waited = sample(
+        &metrics,
+        r#"rate_limit_wait_seconds_sum{method="createMessage"}"#,
+    );
+    assert!(waited > 10.0, "jobs waited {waited} s in all\n{metrics}");
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"rate_limit_wait_seconds_count{method="createMessage"}"#
+        ),
+        jobs as f64
+    );
+    app.stop().await;
+    sandbox.shutdown();
+}
+
+#[tokio::test]
+async fn without_the_limiter_the_same_sandbox_answers_429() {
+    // The control for the test above: its sandbox does refuse a worker that does not wait.
+    let sandbox = sandbox().await;
+    sandbox.set_rate_limit_per("createMessage", Some(10), Duration::from_secs(1));
+    let mut app = worker(&sandbox, |s| s.rate_limit.enabled = false).await;
+    let results = run_pushes(&mut app, 30).await;
+    assert!(results.values().all(|rs| rs.len() == 1), "{results:?}");
+    let metrics = app.metrics().await;
+    assert!(sample(&metrics, PUSH_429) > 0.0, "{metrics}");
+    assert!(sandbox.requests("createMessage") > 30);
+    app.stop().await;
+    sandbox.shutdown();
+}
+
+#[tokio::test]
+async fn a_few_429s_slow_the_worker_down_once_and_every_job_still_ends_ok_once() {
+    // Three calls in flight together are refused (Retry-After: 1); the rest wait out the
+    // pause, then go at half the rate; the three are retried through the retry queues.
+    let sandbox = sandbox().await;
+    sandbox.set_latency(Duration::from_millis(300));
+    sandbox.fail_next(3, 429);
+    let mut app = worker(&sandbox, |s| {
+        s.rate_limit.window_slack_ms = 0;
+        // So that the slow-down is still visible when the test looks.
+        s.rate_limit.recovery_interval_ms = 600_000;
+        s.retry.max_attempts = 5;
+    })
+    .await;
+    let jobs = 20;
+    let results = run_pushes(&mut app, jobs).await;
+    let mut retried = 0;
+    for (id, rs) in &results {
+        assert_eq!(rs.len(), 1, "{id}: exactly one result");
+        assert_eq!(rs[0]["outcome"], "ok", "{}", rs[0]);
+        if rs[0]["attempts"] != 1 {
+            assert_eq!(rs[0]["attempts"], 2, "{}", rs[0]);
+            retried += 1;
+        }
+    }
+    assert_eq!(retried, 3);
+    assert_eq!(sandbox.requests("createMessage"), jobs as u64 + 3);
+    let metrics = app.metrics().await;
+    assert_eq!(sample(&metrics, PUSH_429), 3.0, "{metrics}");
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"rate_limit_throttled_total{method="createMessage"}"#
+        ),
+        3.0
+    );
+    // Three 429s from calls made at the same rate: one slow-down step, not three.
+    assert_eq!(
+        sample(&metrics, r#"rate_limit_slowdown{method="createMessage"}"#),
+        2.0,
+        "{metrics}"
+    );
+    app.stop().await;
+    sandbox.shutdown();
+}
+
+#[tokio::test]
+async fn jobs_waiting_for_a_slot_go_back_to_the_queue_when_the_worker_stops() {
+    // Six calls a minute: the first job goes out, the two others wait 10 s and 20 s.
+    // Should a waiting job not let go, the worker would only give up on it after
+    // pushwoosh.timeout_ms + 5 s (25 s here), and the broker would requeue it then.
+    let mut app = TestApp::spawn_with(|s| {
+        // Batching stays on: the two waiting jobs sit in one batch, which is not sent.
+        s.rate_limit.enabled = true;
+        s.rate_limit.create_message_per_minute = 6;
+        s.shutdown.grace_period_ms = 300;
+        s.pushwoosh.timeout_ms = 20_000;
+    })
+    .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(common::ok_answer(json!({"Messages": ["CODE"]})))
+        .mount(&app.mock)
+        .await;
+    for i in 0..3 {
+        app.publish_job(&push(&format!("held-{i}"))).await;
+    }
+    let first = app.next_result(WAIT).await.body;
+    assert_eq!(first["outcome"], "ok", "{first}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopping = std::time::Instant::now();
+    app.stop().await;
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the waiting jobs were handed back at the end of the grace period, not {took:?} later"
+    );
+    app.assert_no_result(Duration::from_millis(300)).await;
+    assert_eq!(app.calls_to("createMessage").await.len(), 1);
+    let queue = app.settings.amqp.jobs_queue.clone();
+    assert_eq!(common::queue_depth(&app.channel, &queue).await, 2);
+}

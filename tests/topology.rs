@@ -1,0 +1,293 @@
+//! `pushwoosh-worker topology [--check]`, run as an operator would against the real
+//! broker, on names of the test's own.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{cleanup, json_props, publish, queue_depth, test_settings};
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use pushwoosh_worker::broker::Topology;
+use pushwoosh_worker::retry::RetryPolicy;
+use pushwoosh_worker::settings::Settings;
+use serde_json::json;
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+/// Runs `topology ARGS` with the test's names; returns (success, stdout).
+async fn topology(settings: &Settings, args: &[&str]) -> (bool, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
+    cmd.arg("topology").args(args);
+    common::point_at_test_names(&mut cmd, settings);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("topology finishes within 30 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("topology {args:?}: {}\n{stdout}\n{stderr}", out.status);
+    (out.status.success(), stdout)
+}
+
+/// The names of every exchange and queue the settings imply.
+fn names(settings: &Settings) -> (Vec<String>, Vec<String>) {
+    let a = &settings.amqp;
+    let topology = Topology::new(a, &RetryPolicy::new(&settings.retry));
+    let mut queues = vec![a.dead_letter_queue.clone(), a.jobs_queue.clone()];
+    queues.extend(topology.retry_queues());
+    (
+        vec![a.jobs_exchange.clone(), a.results_exchange.clone()],
+        queues,
+    )
+}
+
+/// Whether a queue exists, by a passive declare (on a throw-away channel).
+async fn queue_exists(conn: &Connection, name: &str) -> bool {
+    let channel = conn.create_channel().await.unwrap();
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(name.into(), passive, FieldTable::default())
+        .await
+        .is_ok()
+}
+
+async fn exchange_exists(conn: &Connection, name: &str) -> bool {
+    let channel = conn.create_channel().await.unwrap();
+    let passive = ExchangeDeclareOptions {
+        passive: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            name.into(),
+            ExchangeKind::Topic,
+            passive,
+            FieldTable::default(),
+        )
+        .await
+        .is_ok()
+}
+
+async fn connect(settings: &Settings) -> Connection {
+    Connection::connect(&settings.amqp.url, ConnectionProperties::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn topology_creates_everything_and_check_then_passes() {
+    let settings = test_settings("http://127.0.0.1:9").await;
+    let (exchanges, queues) = names(&settings);
+
+    let (ok, out) = topology(&settings, &[]).await;
+    assert!(ok, "{out}");
+    for name in &exchanges {
+        assert!(
+            out.contains(&format!("exchange {name}: created\n")),
+            "{out}"
+        );
+    }
+    for name in &queues {
+        assert!(out.contains(&format!("queue {name}: created\n")), "{out}");
+    }
+    let a = &settings.amqp;
+    assert!(
+        out.contains(&format!(
+            "binding {} -> {} (#): bound\n",
+            a.jobs_exchange, a.jobs_queue
+        )),
+        "{out}"
+    );
+    let conn = connect(&settings).await;
+    for name in &queues {
+        assert!(queue_exists(&conn, name).await, "{name} was declared");
+    }
+    for name in &exchanges {
+        assert!(exchange_exists(&conn, name).await, "{name} was declared");
+    }
+
+    let (ok, out) = topology(&settings, &["--check"]).await;
+    assert!(ok, "--check passes after topology: {out}");
+    for name in exchanges
+        .iter()
+        .map(|e| format!("exchange {e}"))
+        .chain(queues.iter().map(|q| format!("queue {q}")))
+    {
+        assert!(out.contains(&format!("{name}: ok")), "{name}: {out}");
+    }
+    assert!(out.contains(" 0 missing, 0 differ"), "{out}");
+    cleanup(&settings);
+}
+
+#[tokio::test]
+async fn check_on_nothing_declared_fails_names_what_is_missing_and_creates_nothing() {
+    let settings = test_settings("http://127.0.0.1:9").await;
+    let (exchanges, queues) = names(&settings);
+
+    let (ok, out) = topology(&settings, &["--check"]).await;
+    assert!(!ok, "--check must fail when nothing exists: {out}");
+    for name in &exchanges {
+        assert!(
+            out.contains(&format!("exchange {name}: missing\n")),
+            "{out}"
+        );
+    }
+    for name in &queues {
+        assert!(out.contains(&format!("queue {name}: missing\n")), "{out}");
+    }
+    let a = &settings.amqp;
+    assert!(
+        out.contains(&format!(
+            "binding {} -> {} (#): missing\n",
+            a.jobs_exchange, a.jobs_queue
+        )),
+        "a binding of missing objects is missing too: {out}"
+    );
+    let total = exchanges.len() + queues.len() + 1;
+    assert!(
+        out.contains(&format!("0 ok, {total} missing, 0 differ")),
+        "{out}"
+    );
+
+    let conn = connect(&settings).await;
+    for name in &queues {
+        assert!(!queue_exists(&conn, name).await, "--check created {name}");
+    }
+    for name in &exchanges {
+        assert!(
+            !exchange_exists(&conn, name).await,
+            "--check created {name}"
+        );
+    }
+    cleanup(&settings);
+}
+
+#[tokio::test]
+async fn topology_twice_is_idempotent_and_keeps_what_the_queues_hold() {
+    let settings = test_settings("http://127.0.0.1:9").await;
+    let (_, queues) = names(&settings);
+    let (ok, out) = topology(&settings, &[]).await;
+    assert!(ok, "{out}");
+
+    let conn = connect(&settings).await;
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let a = &settings.amqp;
+    publish(&channel, &a.jobs_exchange, "job", b"{}", json_props()).await;
+
+    let (ok, again) = topology(&settings, &[]).await;
+    assert!(ok, "{again}");
+    for name in &queues {
+        assert!(
+            again.contains(&format!("queue {name}: ok (already there)\n")),
+            "{again}"
+        );
+    }
+    assert!(!again.contains("created"), "{again}");
+    assert_eq!(
+        queue_depth(&channel, &a.jobs_queue).await,
+        1,
+        "declaring again keeps the jobs queue's messages"
+    );
+    let (ok, out) = topology(&settings, &["--check"]).await;
+    assert!(ok, "{out}");
+    cleanup(&settings);
+}
+
+/// A management API that knows the test's objects, with the jobs queue of another type
+/// and no binding: what an operator sees when a queue was created by hand.
+#[tokio::test]
+async fn check_with_the_management_api_reports_arguments_that_differ_and_missing_bindings() {
+    let settings = test_settings("http://127.0.0.1:9").await;
+    let (ok, out) = topology(&settings, &[]).await;
+    assert!(ok, "{out}");
+
+    let api = MockServer::start().await;
+    let jobs_queue = settings.amqp.jobs_queue.clone();
+    let dead_queue = settings.amqp.dead_letter_queue.clone();
+    let retry_prefix = settings.amqp.retry_queue_prefix.clone();
+    Mock::given(wiremock::matchers::method("GET"))
+        .respond_with(move |request: &Request| {
+            let path = request.url.path();
+            let name = path.rsplit('/').next().unwrap_or_default();
+            if path == "/api/overview" {
+                ResponseTemplate::new(200).set_body_json(json!({"rabbitmq_version": "fake"}))
+            } else if path.starts_with("/api/exchanges/%2F/") {
+                ResponseTemplate::new(200).set_body_json(
+                    json!({"type": "topic", "durable": true, "auto_delete": false, "arguments": {}}),
+                )
+            } else if path == format!("/api/queues/%2F/{jobs_queue}") {
+                ResponseTemplate::new(200).set_body_json(json!({
+                    "durable": true, "auto_delete": false, "exclusive": false,
+                    "arguments": {"x-queue-type": "classic"}}))
+            } else if path == format!("/api/queues/%2F/{dead_queue}") {
+                ResponseTemplate::new(200).set_body_json(json!({
+                    "durable": true, "auto_delete": false, "exclusive": false,
+                    "arguments": {"x-queue-type": "quorum"}}))
+            } else if name.starts_with(&format!("{retry_prefix}.")) {
+                let ttl: u64 = name[retry_prefix.len() + 1..]
+                    .trim_end_matches("ms")
+                    .parse()
+                    .unwrap();
+                ResponseTemplate::new(200).set_body_json(json!({
+                    "durable": true, "auto_delete": false, "exclusive": false,
+                    "arguments": {"x-queue-type": "classic", "x-message-ttl": ttl,
+                                  "x-dead-letter-exchange": "",
+                                  "x-dead-letter-routing-key": jobs_queue}}))
+            } else if path.starts_with("/api/bindings/%2F/e/") {
+                ResponseTemplate::new(200).set_body_json(json!([]))
+            } else {
+                ResponseTemplate::new(404)
+            }
+        })
+        .mount(&api)
+        .await;
+
+    let (ok, out) = topology(&settings, &["--check", "--management-url", &api.uri()]).await;
+    assert!(!ok, "a queue that differs fails the check: {out}");
+    let a = &settings.amqp;
+    assert!(
+        out.contains(&format!(
+            "queue {}: differs: x-dead-letter-exchange is not set, expected \"\"; \
+             x-dead-letter-routing-key is not set, expected \"{}\"; x-delivery-limit is not \
+             set, expected 10; x-queue-type is \"classic\", expected \"quorum\"\n",
+            a.jobs_queue, a.dead_letter_queue
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("queue {}: ok\n", a.dead_letter_queue)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("exchange {}: ok\n", a.jobs_exchange)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "binding {} -> {} (#): missing\n",
+            a.jobs_exchange, a.jobs_queue
+        )),
+        "{out}"
+    );
+    assert!(out.contains(" 1 missing, 1 differ, 0 not checked"), "{out}");
+    let asked_with = api.received_requests().await.unwrap();
+    let auth = asked_with[0].headers.get("authorization");
+    assert!(
+        auth.is_some_and(|a| a.to_str().unwrap().starts_with("Basic ")),
+        "the AMQP URL's credentials go with every request"
+    );
+    cleanup(&settings);
+}
