@@ -16,7 +16,7 @@ use lapin::options::{
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use pushwoosh_worker::broker::Topology;
 use pushwoosh_worker::retry::RetryPolicy;
-use pushwoosh_worker::settings::Settings;
+use pushwoosh_worker::settings::{QueueType, Settings};
 use serde::Deserialize;
 
 /// Confirms a producer may wait for at once.
@@ -29,7 +29,7 @@ pub struct Names {
 }
 
 impl Names {
-    pub fn fresh(amqp_url: &str) -> Self {
+    pub fn fresh(amqp_url: &str, queue_type: QueueType) -> Self {
         let prefix = format!("bench{:012x}", fastrand::u64(..) >> 16);
         let mut settings = Settings::default();
         let a = &mut settings.amqp;
@@ -39,6 +39,7 @@ impl Names {
         a.results_exchange = format!("{prefix}.results");
         a.dead_letter_queue = format!("{prefix}.dead");
         a.retry_queue_prefix = format!("{prefix}.retry");
+        a.queue_type = queue_type;
         Self { settings }
     }
 
@@ -49,12 +50,17 @@ impl Names {
     /// The worker's environment that points it at these names (as tests/common does).
     pub fn worker_env(&self) -> Vec<(String, String)> {
         let a = &self.settings.amqp;
+        let queue_type = match a.queue_type {
+            QueueType::Quorum => "quorum".to_owned(),
+            QueueType::Classic => "classic".to_owned(),
+        };
         [
             ("AMQP__JOBS_EXCHANGE", &a.jobs_exchange),
             ("AMQP__JOBS_QUEUE", &a.jobs_queue),
             ("AMQP__RESULTS_EXCHANGE", &a.results_exchange),
             ("AMQP__DEAD_LETTER_QUEUE", &a.dead_letter_queue),
             ("AMQP__RETRY_QUEUE_PREFIX", &a.retry_queue_prefix),
+            ("AMQP__QUEUE_TYPE", &queue_type),
         ]
         .into_iter()
         .map(|(k, v)| (format!("PUSHWOOSH_WORKER__{k}"), v.clone()))

@@ -42,6 +42,14 @@ pub enum Mode {
     Drain,
 }
 
+/// The jobs queue's type (`amqp.queue_type`), for the ceiling and the worker alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueKind {
+    /// Replicated; a settled delivery goes through the Raft log (the worker's default).
+    Quorum,
+    Classic,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MockKind {
     /// The project's sandbox (`pushwoosh_worker::sandbox`), in a thread of the bench.
@@ -120,6 +128,9 @@ pub struct Args {
     /// sandbox costs ~1.6x the minimal responder's CPU per call, on the cores the worker needs.
     #[arg(long, value_enum, default_value_t = MockKind::Minimal)]
     pub mock: MockKind,
+    /// The jobs queue's type.
+    #[arg(long, value_enum, default_value_t = QueueKind::Quorum)]
+    pub queue_type: QueueKind,
     /// The worker binary (default: pushwoosh-worker next to this bench binary).
     #[arg(long)]
     pub worker_bin: Option<PathBuf>,

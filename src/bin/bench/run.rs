@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use pushwoosh_worker::settings::QueueType;
+
 use super::broker::{Collector, Names, Producer, Stamps};
 use super::mock::Mock;
 use super::procs::{self, MachineCpu, Proc, metric_sum};
@@ -19,6 +21,7 @@ const STALL: Duration = Duration::from_secs(30);
 /// What the bench shares between runs.
 pub struct Bench {
     pub amqp_url: String,
+    pub queue_type: QueueType,
     pub worker_bin: PathBuf,
     pub logs: PathBuf,
     pub mock: Mock,
@@ -32,6 +35,7 @@ pub struct Bench {
 impl Bench {
     pub fn new(
         amqp_url: String,
+        queue_type: QueueType,
         worker_bin: PathBuf,
         logs: PathBuf,
         mock: Mock,
@@ -40,6 +44,7 @@ impl Bench {
     ) -> Self {
         Self {
             amqp_url,
+            queue_type,
             worker_bin,
             logs,
             mock,
@@ -125,7 +130,7 @@ impl Measured {
 }
 
 pub async fn measure(bench: &Bench, spec: &RunSpec) -> anyhow::Result<Measured> {
-    let names = Names::fresh(&bench.amqp_url);
+    let names = Names::fresh(&bench.amqp_url, bench.queue_type);
     names.declare().await?;
     let result = measure_on(bench, spec, &names).await;
     if let Err(e) = names.delete().await {
