@@ -223,17 +223,7 @@ async fn endpoints_tell_the_truth() {
         "pushwoosh_worker_consuming 1",
         "pushwoosh_worker_broker_connected 1",
     ];
-    let mut metrics = String::new();
-    for _ in 0..50 {
-        metrics = app.metrics().await;
-        if expected.iter().all(|e| metrics.contains(e)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for e in expected {
-        assert!(metrics.contains(e), "missing {e} in\n{metrics}");
-    }
+    let metrics = app.assert_metrics(&expected).await;
     assert!(!metrics.contains(TOKEN));
     app.stop().await;
 }

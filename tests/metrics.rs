@@ -89,17 +89,7 @@ async fn outcomes_retry_reasons_and_dead_letters_are_counted() {
         "pushwoosh_worker_breaker_open 0",
     ];
     // The last result can arrive before its job is acked and counted.
-    let mut metrics = String::new();
-    for _ in 0..50 {
-        metrics = app.metrics().await;
-        if expected.iter().all(|e| metrics.contains(e)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for e in expected {
-        assert!(metrics.contains(e), "missing {e} in\n{metrics}");
-    }
+    let metrics = app.assert_metrics(&expected).await;
     assert!(!metrics.contains(r#"reason="transport""#), "{metrics}");
 
     // Every worker metric the dashboard and the alerts query is one the worker serves.

@@ -43,20 +43,21 @@ use lapin::{BasicProperties, Channel};
 
 use crate::broker::publisher::{header_int, header_str, headers};
 use crate::broker::{self, Topology};
+use crate::metrics::DEAD_LETTER_REASONS;
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 
 /// The dead-letter reasons the worker writes, plus `unknown` for a dead letter without
 /// one (put there by the broker itself, e.g. a job over the jobs queue's delivery limit).
-const REASONS: [&str; 7] = [
-    "unparseable",
-    "retries_exhausted",
-    "delivery_unknown",
-    "failed",
-    "no_token",
-    "poison",
-    "unknown",
-];
+const REASONS: [&str; DEAD_LETTER_REASONS.len() + 1] = {
+    let mut all = ["unknown"; DEAD_LETTER_REASONS.len() + 1];
+    let mut i = 0;
+    while i < DEAD_LETTER_REASONS.len() {
+        all[i] = DEAD_LETTER_REASONS[i];
+        i += 1;
+    }
+    all
+};
 
 const KINDS: [&str; 9] = [
     "push", "sms", "whatsapp", "targeted", "cancel", "delete", "details", "history", "unknown",

@@ -214,6 +214,23 @@ impl TestApp {
         http_get(self.http_addr, "/metrics").await.1
     }
 
+    /// /metrics shows every one of these lines within a second (the last result can
+    /// arrive before its job is acked and counted); returns the text.
+    pub async fn assert_metrics(&self, expected: &[&str]) -> String {
+        let mut metrics = String::new();
+        for _ in 0..50 {
+            metrics = self.metrics().await;
+            if expected.iter().all(|e| metrics.contains(e)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for e in expected {
+            assert!(metrics.contains(e), "missing {e} in\n{metrics}");
+        }
+        metrics
+    }
+
     /// Requests the mock received for one method.
     pub async fn calls_to(&self, method: &str) -> Vec<Value> {
         let path = format!("/json/1.3/{method}");
