@@ -212,6 +212,16 @@ async fn jobs_waiting_for_a_slot_go_back_to_the_queue_when_the_worker_stops() {
     );
     app.assert_no_result(Duration::from_millis(300)).await;
     assert_eq!(app.calls_to("createMessage").await.len(), 1);
+    // The broker puts handed-back jobs back asynchronously (after the worker's channel
+    // closes, for any it had taken again meanwhile): give it a moment.
     let queue = app.settings.amqp.jobs_queue.clone();
-    assert_eq!(common::queue_depth(&app.channel, &queue).await, 2);
+    let mut depth = 0;
+    for _ in 0..60 {
+        depth = common::queue_depth(&app.channel, &queue).await;
+        if depth == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(depth, 2, "both waiting jobs are back in the queue");
 }

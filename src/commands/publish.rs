@@ -2,6 +2,7 @@
 //! publisher confirms; with `--wait`, prints each job's result as it arrives.
 
 use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,6 +54,7 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitC
         results = Some(broker::watch_results(&channel, &settings.amqp.results_exchange).await?);
     }
 
+    let mut progress = Progress::new(entries.len(), args.wait);
     let mut pending = HashSet::new();
     let mut confirms = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
@@ -77,10 +79,9 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitC
             .with_context(|| format!("{}: publishing", entry.location))?;
         confirms.push((entry.location.clone(), confirm));
         pending.insert(correlation);
-        if (i + 1) % 1000 == 0 {
-            eprintln!("published {}/{}", i + 1, entries.len());
-        }
+        progress.published(i + 1);
     }
+    progress.clear();
     let mut refused = 0;
     for (location, confirm) in confirms {
         if !confirm.await?.is_ack() {
@@ -106,6 +107,7 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitC
     while !pending.is_empty() {
         let next = tokio::time::timeout_at(deadline, results.next()).await;
         let Ok(Some(Ok(delivery))) = next else {
+            progress.clear();
             eprintln!("timed out waiting for {} result(s)", pending.len());
             return Ok(ExitCode::from(2));
         };
@@ -119,14 +121,130 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitC
             continue; // another producer's result
         }
         let text = String::from_utf8_lossy(&delivery.data);
+        progress.clear();
         println!("{text}");
+        progress.result(entries.len() - pending.len());
         let outcome: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap_or_default();
         all_ok &= outcome["outcome"] == "ok";
     }
+    progress.clear();
     let _ = conn.close(200, "done".into()).await;
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Progress on stderr for large files: a bar redrawn in place on a terminal (at most ten
+/// times a second), a line every 1,000 jobs otherwise (logs, CI).
+struct Progress {
+    total: usize,
+    published: usize,
+    results: Option<usize>,
+    terminal: bool,
+    drawn: bool,
+    last_draw: Option<std::time::Instant>,
+}
+
+/// Smaller files finish before a bar would help.
+const PROGRESS_FROM: usize = 200;
+
+impl Progress {
+    fn new(total: usize, wait: bool) -> Self {
+        Self {
+            total,
+            published: 0,
+            results: wait.then_some(0),
+            terminal: std::io::stderr().is_terminal(),
+            drawn: false,
+            last_draw: None,
+        }
+    }
+
+    fn published(&mut self, n: usize) {
+        self.published = n;
+        if !self.terminal {
+            if self.total >= PROGRESS_FROM && n.is_multiple_of(1000) {
+                eprintln!("published {n}/{}", self.total);
+            }
+            return;
+        }
+        self.draw(n == self.total);
+    }
+
+    fn result(&mut self, n: usize) {
+        self.results = Some(n);
+        if self.terminal {
+            self.draw(n == self.total);
+        }
+    }
+
+    fn draw(&mut self, force: bool) {
+        if self.total < PROGRESS_FROM {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if !force
+            && self
+                .last_draw
+                .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last_draw = Some(now);
+        self.drawn = true;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K{}", self.line());
+        let _ = err.flush();
+    }
+
+    /// `[##########----------] published 500/1000, results 120/1000`
+    fn line(&self) -> String {
+        let done = self.results.unwrap_or(self.published);
+        let width = 30;
+        let filled = (done * width).checked_div(self.total).unwrap_or(width);
+        let mut line = format!(
+            "[{}{}] published {}/{}",
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            self.published,
+            self.total
+        );
+        if let Some(results) = self.results {
+            line.push_str(&format!(", results {results}/{}", self.total));
+        }
+        line
+    }
+
+    /// Wipes the bar so that other output starts on a clean line.
+    fn clear(&mut self) {
+        if self.drawn {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+            self.drawn = false;
+            self.last_draw = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_follows_results_when_waiting_and_publishes_otherwise() {
+        let mut p = Progress::new(1000, true);
+        p.published = 1000;
+        p.results = Some(250);
+        assert_eq!(
+            p.line(),
+            "[#######-----------------------] published 1000/1000, results 250/1000"
+        );
+        let mut p = Progress::new(400, false);
+        p.published = 400;
+        assert_eq!(
+            p.line(),
+            "[##############################] published 400/400"
+        );
+    }
 }
