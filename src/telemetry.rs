@@ -1,6 +1,8 @@
 //! Logging through tracing: readable text by default, JSON by configuration, level from
 //! `RUST_LOG` (default `info`).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::LogFormat;
@@ -13,8 +15,11 @@ pub fn init(format: LogFormat) {
 pub fn init_with(format: LogFormat, default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Colours only for a person at a terminal: a log file or a log shipper gets plain
+    // text (and the worker saves the escape codes on every line).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second init (tests) keeps the first subscriber.
     let _ = match format {
