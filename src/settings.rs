@@ -319,6 +319,10 @@ pub struct BatchSettings {
     /// How long the first job of a batch waits for company before the call goes out.
     /// A batch also keeps filling while its call waits for a rate-limit slot.
     pub linger_ms: u64,
+    /// How long a batch may wait for company while the application's calls under way
+    /// already cover a call's latency (one call per `busy_linger_ms` of it): a busy
+    /// application sends fewer, fuller calls; a quiet one's job goes at once. 0: never.
+    pub busy_linger_ms: u64,
 }
 
 impl Default for BatchSettings {
@@ -327,6 +331,7 @@ impl Default for BatchSettings {
             enabled: true,
             max_size: 100,
             linger_ms: 0,
+            busy_linger_ms: 2,
         }
     }
 }
@@ -351,6 +356,10 @@ impl RateLimitSettings {
 impl BatchSettings {
     pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)
+    }
+
+    pub fn busy_linger(&self) -> Duration {
+        Duration::from_millis(self.busy_linger_ms)
     }
 }
 

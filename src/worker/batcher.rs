@@ -2,9 +2,10 @@
 //! `createMessage` call, so Pushwoosh's per-minute call budget carries many pushes.
 //!
 //! Each application has a lane: a task that gathers the jobs submitted to it (up to
-//! `batch.max_size` notifications, waiting `batch.linger_ms` for company, and filling
-//! further while the call waits for a rate-limit slot), then sends them in one call
-//! and answers every job with its own verdict:
+//! `batch.max_size` notifications, waiting `batch.linger_ms` for company, waiting up to
+//! `batch.busy_linger_ms` more while the application's calls under way already cover a
+//! call's latency, and filling further while the call waits for a rate-limit slot), then
+//! sends them in one call and answers every job with its own verdict:
 //!
 //! - success: each job gets its own message codes, by position. If the answer does not
 //!   carry exactly one code per notification, no job gets codes: the worker does not
@@ -30,13 +31,11 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::breaker::{BreakerState, CircuitBreaker, Signal};
-use super::process::call_status;
+use super::breaker::CircuitBreaker;
+use super::process::{Accounts, Answered};
 use crate::job::{Job, JobKind};
-use crate::metrics::{CallLabels, MethodLabels, Metrics, transient_reason};
-use crate::pushwoosh::{
-    HttpAnswer, PushwooshClient, RateLimiter, TransportError, Verdict, classify,
-};
+use crate::metrics::Metrics;
+use crate::pushwoosh::{HttpAnswer, PushwooshClient, RateLimiter, TransportError, Verdict};
 use crate::result_event::BatchInfo;
 use crate::settings::BatchSettings;
 
@@ -48,13 +47,9 @@ const LANE_IDLE: Duration = Duration::from_secs(30);
 /// What a batched job learns from its call.
 #[derive(Debug, Clone)]
 pub struct Batched {
-    /// This job's own verdict: for a success, a `response` holding only its codes.
-    pub verdict: Verdict,
+    /// The call's answer, this job's own: for a success, a `response` holding only its codes.
+    pub answered: Answered,
     pub batch: BatchInfo,
-    /// The breaker's state after this call's answer was recorded (once for the call).
-    pub breaker: BreakerState,
-    /// For a transient verdict, the `reason` label of the retry.
-    pub retry_reason: Option<String>,
 }
 
 /// A push job ready for a batch: its notifications, serialized once.
@@ -167,6 +162,7 @@ impl Batcher {
                 // A fresh channel's receiver is alive: this send cannot fail.
                 let _ = tx.send(entry);
                 lanes.insert(job.application.clone(), tx);
+                let (ended_tx, ended) = mpsc::unbounded_channel();
                 let lane = Lane {
                     shared: self.shared.clone(),
                     lanes: Arc::downgrade(&self.lanes),
@@ -175,6 +171,10 @@ impl Batcher {
                     shared_token,
                     rx,
                     carry: None,
+                    ended_tx,
+                    ended,
+                    in_flight: 0,
+                    latency: None,
                 };
                 tokio::spawn(lane.run());
             }
@@ -193,13 +193,11 @@ fn batchable(request: &Map<String, Value>, max_size: usize) -> Option<Batchable>
     if count == 0 || count > max_size || !notifications.iter().all(Value::is_object) {
         return None;
     }
-    let mut raw = serde_json::to_vec(notifications).ok()?;
-    // `[a,b]` → `a,b`
-    raw.pop();
-    raw.remove(0);
+    let raw = Bytes::from(serde_json::to_vec(notifications).ok()?);
     Some(Batchable {
         application: application.to_owned(),
-        notifications: raw.into(),
+        // `[a,b]` → `a,b`, without a copy
+        notifications: raw.slice(1..raw.len() - 1),
         count,
     })
 }
@@ -213,6 +211,27 @@ struct Lane {
     rx: mpsc::UnboundedReceiver<Entry>,
     /// A job that did not fit the last batch: the first of the next.
     carry: Option<Entry>,
+    /// Each call of this lane says here how long it took, when it ends.
+    ended_tx: mpsc::UnboundedSender<Duration>,
+    ended: mpsc::UnboundedReceiver<Duration>,
+    /// Calls of this lane under way.
+    in_flight: usize,
+    /// How long this lane's calls take (a moving average); `None` before the first ends.
+    latency: Option<Duration>,
+}
+
+/// Reports a call's end to its lane, however the call ends.
+struct CallEnd {
+    /// tokio's clock, like every wait of the lane.
+    started: tokio::time::Instant,
+    tx: mpsc::UnboundedSender<Duration>,
+}
+
+impl Drop for CallEnd {
+    fn drop(&mut self) {
+        // A lane that ended no longer counts.
+        let _ = self.tx.send(self.started.elapsed());
+    }
 }
 
 /// The jobs of one call.
@@ -258,7 +277,15 @@ impl Lane {
                 token: self.token.clone(),
                 shared_token: self.shared_token,
             };
-            tokio::spawn(call.send(batch.entries, true));
+            self.in_flight += 1;
+            let end = CallEnd {
+                started: tokio::time::Instant::now(),
+                tx: self.ended_tx.clone(),
+            };
+            tokio::spawn(async move {
+                call.send(batch.entries, true).await;
+                drop(end);
+            });
         }
         debug!(application = %self.application, "batch lane ended");
     }
@@ -269,7 +296,15 @@ impl Lane {
             return Some(entry);
         }
         loop {
-            match tokio::time::timeout(LANE_IDLE, self.rx.recv()).await {
+            let next = tokio::time::timeout(LANE_IDLE, async {
+                loop {
+                    tokio::select! {
+                        Some(took) = self.ended.recv() => self.call_ended(took),
+                        entry = self.rx.recv() => return entry,
+                    }
+                }
+            });
+            match next.await {
                 Ok(entry) => return entry,
                 Err(_) => {
                     let lanes = self.lanes.upgrade()?;
@@ -285,8 +320,8 @@ impl Lane {
         }
     }
 
-    /// Fills the batch: the linger window, whatever is ready, and whatever arrives while the
-    /// call waits for its rate-limit slot.
+    /// Fills the batch: the linger window, whatever is ready, the wait while the lane is
+    /// busy, and whatever arrives while the call waits for its rate-limit slot.
     async fn gather(&mut self, batch: &mut Batch) {
         let linger = self.shared.settings.linger();
         if !linger.is_zero() {
@@ -311,6 +346,7 @@ impl Lane {
                 Err(_) => break,
             }
         }
+        self.while_busy(batch).await;
         // Waiting for a rate-limit slot: jobs that arrive meanwhile join the batch.
         let shared = self.shared.clone();
         let slot = shared.slot();
@@ -319,6 +355,7 @@ impl Lane {
             tokio::select! {
                 biased;
                 () = &mut slot => return,
+                Some(took) = self.ended.recv() => self.call_ended(took),
                 Some(entry) = self.rx.recv(), if !batch.full() && self.carry.is_none() => {
                     if !self.add(batch, entry) {
                         // Leave the rest for the next batch, but still wait for this slot.
@@ -327,6 +364,49 @@ impl Lane {
                 }
             }
         }
+    }
+
+    /// While the lane's calls under way already cover one call's latency (as many calls as
+    /// the latency holds `busy_linger`s), the batch waits for one of them to end, for more
+    /// jobs, or for `busy_linger` at most. A lane with no call under way sends at once, so
+    /// a quiet application's job never waits; a busy one sends fewer, fuller calls, with
+    /// no job waiting longer than `busy_linger` for company.
+    async fn while_busy(&mut self, batch: &mut Batch) {
+        let wait = self.shared.settings.busy_linger();
+        if wait.is_zero() || batch.full() || self.carry.is_some() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while self.busy(wait) && !batch.full() {
+            tokio::select! {
+                biased;
+                Some(took) = self.ended.recv() => self.call_ended(took),
+                entry = self.rx.recv() => match entry {
+                    Some(entry) => if !self.add(batch, entry) { return },
+                    None => return,
+                },
+                () = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    /// Whether enough calls are under way that the next may wait: one call per `wait` of
+    /// the calls' latency (at least one).
+    fn busy(&self, wait: Duration) -> bool {
+        let enough = self.latency.map_or(1, |latency| {
+            let covered = latency.as_nanos().div_ceil(wait.as_nanos().max(1));
+            usize::try_from(covered).unwrap_or(usize::MAX).max(1)
+        });
+        self.in_flight >= enough
+    }
+
+    fn call_ended(&mut self, took: Duration) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        // An average over the last few calls: a slow spell shows quickly, one outlier does not stay.
+        self.latency = Some(match self.latency {
+            None => took,
+            Some(latency) => (latency * 3 + took) / 4,
+        });
     }
 
     /// Adds the entry to the batch, or keeps it for the next one; false when it did not fit.
@@ -370,46 +450,29 @@ impl Call {
         }
         let notifications: usize = entries.iter().map(|e| e.count).sum();
         let body = self.body(&entries);
-        let metrics = &self.shared.metrics;
         let started = Instant::now();
         let answer = self.shared.client.call(METHOD, body).await;
-        metrics
-            .api_call_duration
-            .get_or_create(&MethodLabels { method: METHOD })
-            .observe(started.elapsed().as_secs_f64());
-        if let Ok(a) = &answer
-            && a.status == 429
-        {
-            self.shared.limiter.throttled(METHOD, a.retry_after);
-        }
-        let verdict = classify(&answer);
-        let retry_reason = transient_reason(&answer, &verdict);
-        metrics
-            .api_calls
-            .get_or_create(&CallLabels {
-                method: METHOD,
-                status: call_status(&answer, &verdict),
-            })
-            .inc();
-        metrics.batch_jobs.observe(entries.len() as f64);
-        let breaker = self
-            .shared
-            .breaker
-            .record(&Signal::of(&verdict, self.shared_token));
+        let accounts = Accounts {
+            metrics: &self.shared.metrics,
+            limiter: &self.shared.limiter,
+            breaker: &self.shared.breaker,
+        };
+        let answered = accounts.answered(METHOD, started, &answer, self.shared_token);
+        self.shared.metrics.batch_jobs.observe(entries.len() as f64);
         debug!(
             application = %self.application,
             jobs = entries.len(),
             notifications,
-            verdict = verdict.label(),
+            verdict = answered.verdict.label(),
             "batched call answered"
         );
-        match verdict {
+        match answered.verdict {
             Verdict::Success {
-                status_message,
-                response,
-            } => answer_success(entries, notifications, &status_message, response, breaker),
+                ref status_message,
+                ref response,
+            } => answer_success(entries, notifications, status_message, response, &answered),
             Verdict::Rejected { .. } if entries.len() > 1 => {
-                metrics.batch_splits.inc();
+                self.shared.metrics.batch_splits.inc();
                 info!(
                     application = %self.application,
                     jobs = entries.len(),
@@ -423,7 +486,7 @@ impl Call {
                     Box::pin(right_call.send(right, false)),
                 );
             }
-            verdict => {
+            _ => {
                 let mut position = 0;
                 let jobs = entries.len();
                 for entry in entries {
@@ -435,10 +498,8 @@ impl Call {
                     };
                     position += entry.count;
                     let _ = entry.reply.send(Batched {
-                        verdict: verdict.clone(),
+                        answered: answered.clone(),
                         batch,
-                        breaker,
-                        retry_reason: retry_reason.clone(),
                     });
                 }
             }
@@ -485,19 +546,24 @@ fn answer_success(
     entries: Vec<Entry>,
     notifications: usize,
     status_message: &str,
-    response: Value,
-    breaker: BreakerState,
+    response: &Value,
+    answered: &Answered,
 ) {
     let jobs = entries.len();
-    let codes: Option<Vec<Value>> = response
+    let answered_codes = response
+        .get("Messages")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let codes: Option<&[Value]> = response
         .get("Messages")
         .and_then(Value::as_array)
         .filter(|codes| codes.len() == notifications)
-        .cloned();
+        .map(Vec::as_slice);
     if codes.is_none() {
         warn!(
             jobs,
             notifications,
+            answered_codes,
             "Pushwoosh's answer to a batched call does not carry one message code per notification: codes not attributed"
         );
     }
@@ -509,28 +575,26 @@ fn answer_success(
             position,
             codes_mapped: codes.is_some(),
         };
-        let verdict = match &codes {
+        let verdict = match codes {
             Some(codes) => Verdict::Success {
                 status_message: status_message.to_owned(),
-                response: own_response(&response, &codes[position..position + entry.count]),
+                response: own_response(response, &codes[position..position + entry.count]),
             },
             None => Verdict::Success {
                 status_message: format!(
-                    "{status_message}; Pushwoosh accepted the batched call of {jobs} jobs but answered {} message codes for its {notifications} notifications, so this job's codes are not known",
-                    response
-                        .get("Messages")
-                        .and_then(Value::as_array)
-                        .map_or(0, Vec::len)
+                    "{status_message}; Pushwoosh accepted the batched call of {jobs} jobs but answered {answered_codes} message codes for its {notifications} notifications, so this job's codes are not known"
                 ),
                 response: response.clone(),
             },
         };
         position += entry.count;
         let _ = entry.reply.send(Batched {
-            verdict,
+            answered: Answered {
+                verdict,
+                breaker: answered.breaker,
+                retry_reason: None,
+            },
             batch,
-            breaker,
-            retry_reason: None,
         });
     }
 }
@@ -629,6 +693,7 @@ mod tests {
                 enabled: true,
                 max_size,
                 linger_ms,
+                busy_linger_ms: 0,
             },
         )
     }
@@ -679,7 +744,7 @@ mod tests {
     }
 
     fn codes(batched: &Batched) -> Vec<String> {
-        match &batched.verdict {
+        match &batched.answered.verdict {
             Verdict::Success { response, .. } => response["Messages"]
                 .as_array()
                 .unwrap()
@@ -766,6 +831,124 @@ mod tests {
         assert!(calls.len() < 10, "no batching at all: {calls:?}");
     }
 
+    fn busy_batcher(fake: Arc<Fake>, busy_linger_ms: u64) -> Arc<Batcher> {
+        with_settings(
+            fake,
+            BatchSettings {
+                enabled: true,
+                max_size: 100,
+                linger_ms: 0,
+                busy_linger_ms,
+            },
+        )
+    }
+
+    fn submit_at(
+        batcher: &Arc<Batcher>,
+        at_ms: u64,
+        id: &str,
+    ) -> tokio::task::JoinHandle<(Batched, Duration)> {
+        let batcher = batcher.clone();
+        let job = job(id, &[id], false);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(at_ms)).await;
+            let submitted = tokio::time::Instant::now();
+            let batchable = batcher.batchable(&job).expect("batchable");
+            let answer = batcher
+                .submit(batchable, &SecretString::from("tok"), true)
+                .await
+                .expect("an answer");
+            (answer, submitted.elapsed())
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_application_s_job_goes_at_once_whatever_the_busy_linger() {
+        let fake = Arc::new(Fake {
+            latency: Duration::from_millis(50),
+            ..Fake::default()
+        });
+        let batcher = busy_batcher(fake.clone(), 20);
+        let (_, took) = submit_at(&batcher, 0, "a").await.unwrap();
+        assert_eq!(took, Duration::from_millis(50));
+        // Its call has ended: the next job finds the lane quiet again.
+        let (_, took) = submit_at(&batcher, 0, "b").await.unwrap();
+        assert_eq!(took, Duration::from_millis(50));
+        assert_eq!(fake.calls(), [vec!["a"], vec!["b"]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_a_call_is_under_way_the_next_batch_waits_for_company_at_most_the_busy_linger() {
+        let fake = Arc::new(Fake {
+            latency: Duration::from_millis(50),
+            ..Fake::default()
+        });
+        let batcher = busy_batcher(fake.clone(), 5);
+        let a = submit_at(&batcher, 0, "a");
+        let b = submit_at(&batcher, 1, "b");
+        let c = submit_at(&batcher, 3, "c");
+        let (a, b, c) = (a.await.unwrap(), b.await.unwrap(), c.await.unwrap());
+        assert_eq!(fake.calls(), [vec!["a"], vec!["b", "c"]]);
+        assert_eq!(a.1, Duration::from_millis(50), "a went at once");
+        assert_eq!(
+            b.1,
+            Duration::from_millis(5 + 50),
+            "b waited 5 ms, not more"
+        );
+        assert_eq!(c.1, Duration::from_millis(3 + 50), "c joined b's batch");
+        assert_eq!(codes(&b.0), ["C-b"]);
+        assert_eq!(codes(&c.0), ["C-c"]);
+        assert_eq!((c.0.batch.jobs, c.0.batch.position), (2, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_batch_goes_as_soon_as_the_call_under_way_ends() {
+        let fake = Arc::new(Fake {
+            latency: Duration::from_millis(2),
+            ..Fake::default()
+        });
+        let batcher = busy_batcher(fake.clone(), 20);
+        let a = submit_at(&batcher, 0, "a");
+        let b = submit_at(&batcher, 1, "b");
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        assert_eq!(fake.calls(), [vec!["a"], vec!["b"]]);
+        assert_eq!(a.1, Duration::from_millis(2));
+        // b waited 1 ms for a's call to end, not the 20 ms of the busy linger.
+        assert_eq!(b.1, Duration::from_millis(1 + 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_lane_keeps_as_many_calls_under_way_as_their_latency_holds_busy_lingers() {
+        let fake = Arc::new(Fake {
+            latency: Duration::from_millis(50),
+            ..Fake::default()
+        });
+        // 50 ms calls, 10 ms busy linger: up to 5 calls under way before a batch waits.
+        let batcher = busy_batcher(fake.clone(), 10);
+        submit_at(&batcher, 0, "warm-up").await.unwrap();
+        let handles: Vec<_> = (0..7)
+            .map(|i| submit_at(&batcher, i, &format!("j{i}")))
+            .collect();
+        let mut took = Vec::new();
+        for handle in handles {
+            took.push(handle.await.unwrap().1.as_millis());
+        }
+        assert_eq!(
+            fake.calls(),
+            [
+                vec!["warm-up"],
+                vec!["j0"],
+                vec!["j1"],
+                vec!["j2"],
+                vec!["j3"],
+                vec!["j4"],
+                vec!["j5", "j6"],
+            ]
+        );
+        // j5 waited its 10 ms (no call ended meanwhile); j6 joined it at 6 ms.
+        assert_eq!(took, [50, 50, 50, 50, 50, 60, 59]);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_batch_keeps_filling_while_its_call_waits_for_a_rate_limit_slot() {
         let fake = Arc::new(Fake::default());
@@ -776,6 +959,7 @@ mod tests {
                 enabled: true,
                 max_size: 100,
                 linger_ms: 0,
+                busy_linger_ms: 0,
             },
             &RateLimitSettings::default(),
         );
@@ -819,7 +1003,7 @@ mod tests {
         for (id, answer) in ids.iter().zip(&answers) {
             if *id == "d" {
                 assert!(
-                    matches!(&answer.verdict, Verdict::Rejected { status_code: 210, status_message, .. } if status_message == "Invalid content"),
+                    matches!(&answer.answered.verdict, Verdict::Rejected { status_code: 210, status_message, .. } if status_message == "Invalid content"),
                     "{answer:?}"
                 );
                 assert_eq!(answer.batch.jobs, 1);
@@ -854,7 +1038,7 @@ mod tests {
             let Verdict::Success {
                 status_message,
                 response,
-            } = &answer.verdict
+            } = &answer.answered.verdict
             else {
                 panic!("{answer:?}")
             };

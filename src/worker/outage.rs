@@ -32,31 +32,28 @@ pub(super) async fn before_call(
     Some(park(ctx, delivery, budget, "circuit breaker open: not sent").await)
 }
 
-/// After the call: tells the breaker (unless a batched call did already) what Pushwoosh's answer says about Pushwoosh; an
-/// outage answer while the breaker is (now) open parks the job without charging the call.
-/// A call that may have reached Pushwoosh and must not be repeated (SMS, WhatsApp) is
-/// left to the normal path: holding it would send it again.
+/// After the call (the breaker has heard its answer: `state`): an outage answer while the
+/// breaker is (now) open parks the job without charging the call. A call that may have
+/// reached Pushwoosh and must not be repeated (SMS, WhatsApp) is left to the normal path:
+/// holding it would send it again.
 pub(super) async fn after_verdict(
     ctx: &WorkerContext,
     delivery: &Delivery,
     job: &Job,
     verdict: &Verdict,
     budget: Budget,
-    recorded: Option<BreakerState>,
+    state: BreakerState,
 ) -> Option<Settle> {
+    if state == BreakerState::Closed {
+        return None;
+    }
     let shared_token = !ctx
         .settings
         .pushwoosh
         .has_application_token(job.application());
-    let signal = Signal::of(verdict, shared_token);
-    // A batched call told the breaker once for all its jobs.
-    let state = recorded.unwrap_or_else(|| ctx.breaker.record(&signal));
-    let Signal::Down(error) = signal else {
+    let Signal::Down(error) = Signal::of(verdict, shared_token) else {
         return None;
     };
-    if state == BreakerState::Closed {
-        return None;
-    }
     let may_have_reached = matches!(
         verdict,
         Verdict::Transient {

@@ -2,7 +2,7 @@
 //! retry, or dead-letter), and only then settle the delivery with the broker.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lapin::message::Delivery;
@@ -19,8 +19,9 @@ use crate::metrics::{
 };
 use secrecy::SecretString;
 
-use super::breaker::BreakerState;
-use crate::pushwoosh::{HttpAnswer, TransportError, Verdict, classify, request};
+use super::breaker::{BreakerState, CircuitBreaker, Signal};
+use crate::metrics::Metrics;
+use crate::pushwoosh::{HttpAnswer, RateLimiter, TransportError, Verdict, classify, request};
 use crate::result_event::{
     BatchInfo, Delivery as DeliveryState, Outcome, ResultEvent, ValidationError, kind_name,
     message_codes, timestamp,
@@ -407,8 +408,8 @@ fn poison(delivery: &Delivery, envelope: &Envelope, limit: u32) -> Settle {
 struct Called {
     verdict: Verdict,
     batch: Option<BatchInfo>,
-    /// The breaker's state when a batched call already recorded its answer.
-    breaker: Option<BreakerState>,
+    /// The breaker's state once the call's answer was recorded (once per call).
+    breaker: BreakerState,
     /// For a transient verdict, the `reason` label of its retry.
     retry_reason: Option<String>,
 }
@@ -421,20 +422,20 @@ async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -> Option<Ca
     if ctx.hand_back.is_cancelled() {
         return None;
     }
+    let shared_token = !ctx
+        .settings
+        .pushwoosh
+        .has_application_token(job.application());
     if let Some(batchable) = ctx.batcher.batchable(job) {
-        let shared_token = !ctx
-            .settings
-            .pushwoosh
-            .has_application_token(job.application());
         let batched = tokio::select! {
             batched = ctx.batcher.submit(batchable, token, shared_token) => batched?,
             () = ctx.hand_back.cancelled() => return None,
         };
         return Some(Called {
-            verdict: batched.verdict,
+            verdict: batched.answered.verdict,
             batch: Some(batched.batch),
-            breaker: Some(batched.breaker),
-            retry_reason: batched.retry_reason,
+            breaker: batched.answered.breaker,
+            retry_reason: batched.answered.retry_reason,
         });
     }
     let body = request::body(&job.request, token);
@@ -444,7 +445,7 @@ async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -> Option<Ca
         () = ctx.hand_back.cancelled() => return None,
         () = ctx.limiter.acquire(method) => {}
     }
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let call = ctx.client.call(method, body);
     let answer = if matches!(job.kind, JobKind::Sms | JobKind::Whatsapp) {
         call.await
@@ -454,31 +455,80 @@ async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -> Option<Ca
             () = ctx.hand_back.cancelled() => return None,
         }
     };
-    let seconds = started.elapsed().as_secs_f64();
-    ctx.metrics
-        .api_call_duration
-        .get_or_create(&MethodLabels { method })
-        .observe(seconds);
-    debug!(method, seconds, "Pushwoosh answered");
-    if let Ok(a) = &answer
-        && a.status == 429
-    {
-        ctx.limiter.throttled(method, a.retry_after);
-    }
-    let verdict = classify(&answer);
-    ctx.metrics
-        .api_calls
-        .get_or_create(&CallLabels {
-            method,
-            status: call_status(&answer, &verdict),
-        })
-        .inc();
+    let accounts = Accounts {
+        metrics: &ctx.metrics,
+        limiter: &ctx.limiter,
+        breaker: &ctx.breaker,
+    };
+    let answered = accounts.answered(method, started, &answer, shared_token);
     Some(Called {
-        retry_reason: transient_reason(&answer, &verdict),
-        verdict,
+        verdict: answered.verdict,
         batch: None,
-        breaker: None,
+        breaker: answered.breaker,
+        retry_reason: answered.retry_reason,
     })
+}
+
+/// Where a call's answer is accounted for: the metrics, the rate limiter, the breaker.
+pub(super) struct Accounts<'a> {
+    pub metrics: &'a Metrics,
+    pub limiter: &'a RateLimiter,
+    pub breaker: &'a CircuitBreaker,
+}
+
+/// A call's answer once accounted for, for all the jobs the call carried.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub verdict: Verdict,
+    /// The breaker's state after it heard this answer.
+    pub breaker: BreakerState,
+    /// For a transient verdict, the `reason` label of the retry.
+    pub retry_reason: Option<String>,
+}
+
+impl Accounts<'_> {
+    /// Accounts for one call, whatever number of jobs it carried: its duration and
+    /// status, a 429 to the rate limiter (which slows every caller), and what the answer
+    /// says about Pushwoosh to the breaker. `shared_token`: the call used the default
+    /// token (a refusal then stops every job).
+    pub(super) fn answered(
+        &self,
+        method: &'static str,
+        started: Instant,
+        answer: &Result<HttpAnswer, TransportError>,
+        shared_token: bool,
+    ) -> Answered {
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics
+            .api_call_duration
+            .get_or_create(&MethodLabels { method })
+            .observe(seconds);
+        if let Ok(a) = answer
+            && a.status == 429
+        {
+            self.limiter.throttled(method, a.retry_after);
+        }
+        let verdict = classify(answer);
+        debug!(
+            method,
+            seconds,
+            verdict = verdict.label(),
+            "Pushwoosh answered"
+        );
+        self.metrics
+            .api_calls
+            .get_or_create(&CallLabels {
+                method,
+                status: call_status(answer, &verdict),
+            })
+            .inc();
+        let breaker = self.breaker.record(&Signal::of(&verdict, shared_token));
+        Answered {
+            retry_reason: transient_reason(answer, &verdict),
+            verdict,
+            breaker,
+        }
+    }
 }
 
 async fn settle_delivery(
@@ -567,12 +617,24 @@ async fn finish(
             outcome: event.outcome.as_str(),
         })
         .inc();
-    info!(
-        outcome = event.outcome.as_str(),
-        status_code = event.status_code,
-        attempts = event.attempts,
-        "result published"
-    );
+    // A line per job costs more CPU than anything else the worker does besides the
+    // broker and the HTTP call: successes are in the results exchange and the metrics,
+    // and are logged only at debug; every other outcome is logged at info.
+    if event.outcome == Outcome::Ok {
+        debug!(
+            outcome = event.outcome.as_str(),
+            status_code = event.status_code,
+            attempts = event.attempts,
+            "result published"
+        );
+    } else {
+        info!(
+            outcome = event.outcome.as_str(),
+            status_code = event.status_code,
+            attempts = event.attempts,
+            "result published"
+        );
+    }
     Ok(())
 }
 
