@@ -46,7 +46,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run => {
             let settings = Settings::load(cli.config.as_deref())?;
-            telemetry::init(settings.log.format);
+            let _logs = telemetry::init_buffered(settings.log.format);
             let app = Application::build(settings).await?;
             app.run_until_stopped(shutdown_on_signals()).await?;
             Ok(ExitCode::SUCCESS)

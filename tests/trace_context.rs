@@ -170,6 +170,9 @@ async fn json_logs_carry_the_trace_of_the_job() {
     let (settings, mock) = app.stop_keeping_queues().await;
     let mut cmd = common::worker_command(&settings);
     cmd.env("PUSHWOOSH_WORKER__LOG__FORMAT", "json");
+    // A success's "result published" line is at debug.
+    cmd.env("RUST_LOG", "info,pushwoosh_worker::worker::process=debug")
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let (_conn, channel, mut results) = common::observe(&settings).await;
     let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
