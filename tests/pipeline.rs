@@ -281,3 +281,25 @@ async fn a_classic_jobs_queue_works_the_same_when_configured() {
     assert_eq!(r["message_codes"], json!(["CL-1"]));
     app.stop().await;
 }
+
+/// lapin keeps 32 frames of send and of receive buffer per connection: the worker asks
+/// for 16 KiB frames (1 MiB in all, not RabbitMQ's 128 KiB and 8 MiB), unless the URL
+/// says otherwise.
+#[tokio::test]
+async fn the_worker_asks_for_small_frames_unless_the_url_sets_them() {
+    use pushwoosh_worker::broker::{self, DEFAULT_FRAME_MAX};
+    let url = common::broker_url().await;
+    let conn = broker::connect(&url, "frame-test", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(conn.configuration().frame_max(), DEFAULT_FRAME_MAX);
+    let _ = conn.close(200, "done".into()).await;
+
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{separator}frame_max=65536");
+    let conn = broker::connect(&url, "frame-test", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(conn.configuration().frame_max(), 65536);
+    let _ = conn.close(200, "done".into()).await;
+}

@@ -6,7 +6,7 @@ pub mod management;
 pub mod publisher;
 pub mod topology;
 
-pub use connect::connect;
+pub use connect::{DEFAULT_FRAME_MAX, connect};
 pub use publisher::Publisher;
 pub use topology::Topology;
 
