@@ -112,10 +112,15 @@ impl Application {
         ));
         let result = run_consumer(self.setup, self.connection, shutdown).await;
         http_stop.cancel();
-        let _ = http.await;
+        // A scrape under way may finish; a client that holds its connection open does
+        // not keep the worker from exiting.
+        let _ = tokio::time::timeout(HTTP_STOP, http).await;
         result
     }
 }
+
+/// How long the HTTP endpoints may take to close once the worker has stopped.
+const HTTP_STOP: Duration = Duration::from_secs(2);
 
 /// Cancelled on SIGTERM or SIGINT.
 pub fn shutdown_on_signals() -> CancellationToken {

@@ -172,7 +172,11 @@ async fn the_worker_rides_through_a_broker_restart_and_every_job_gets_a_result()
         "ready again"
     );
     common::sigterm(&child).await;
-    assert!(child.wait().await.unwrap().success());
+    assert!(
+        common::exit_status(&mut child, Duration::from_secs(30))
+            .await
+            .success()
+    );
     let _ = channel
         .queue_delete(observe_queue.as_str().into(), QueueDeleteOptions::default())
         .await;

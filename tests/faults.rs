@@ -88,7 +88,11 @@ async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice(
         }
     }
     common::sigterm(&child).await;
-    assert!(child.wait().await.unwrap().success());
+    assert!(
+        common::exit_status(&mut child, Duration::from_secs(30))
+            .await
+            .success()
+    );
     common::cleanup(&settings);
 }
 

@@ -51,6 +51,9 @@ async fn worker_busy_with(
     (child, conn, channel, results)
 }
 
+/// How long the broker may take to requeue what a stopped worker gave back.
+const WAIT_REQUEUE: Duration = Duration::from_secs(10);
+
 fn job(i: usize) -> serde_json::Value {
     json!({"id": format!("inflight-{i}"), "kind": "push", "application": "A-B",
            "notifications": [{"send_date": "now", "content": "x"}]})
@@ -126,8 +129,9 @@ async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost
         "a handed-back job has no result yet"
     );
     assert_eq!(
-        common::queue_depth(&channel, &settings.amqp.jobs_queue).await,
-        10
+        common::queue_depth_reaches(&channel, &settings.amqp.jobs_queue, 10, WAIT_REQUEUE).await,
+        10,
+        "every handed-back job is back in the queue"
     );
 
     // Another worker picks them up: each ends with exactly one result.
@@ -165,7 +169,11 @@ async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost
         }
     }
     common::sigterm(&child).await;
-    assert!(child.wait().await.unwrap().success());
+    assert!(
+        common::exit_status(&mut child, Duration::from_secs(30))
+            .await
+            .success()
+    );
     common::cleanup(&settings);
 }
 
@@ -174,7 +182,11 @@ async fn an_unreachable_broker_is_a_clear_error_and_a_non_zero_exit() {
     let mut settings = test_settings("http://127.0.0.1:9").await;
     settings.amqp.url = "amqp://guest:secret-pw@127.0.0.1:1/%2f".into();
     settings.amqp.startup_timeout_ms = 1_000;
-    let output = common::worker_command(&settings).output().await.unwrap();
+    let output = common::worker_command(&settings)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -190,6 +202,7 @@ async fn no_token_is_a_clear_error_at_start() {
     let settings = test_settings("http://127.0.0.1:9").await;
     let output = common::worker_command(&settings)
         .env_remove("PUSHWOOSH_AUTH_TOKEN")
+        .stderr(std::process::Stdio::piped())
         .output()
         .await
         .unwrap();

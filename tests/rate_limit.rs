@@ -215,13 +215,6 @@ async fn jobs_waiting_for_a_slot_go_back_to_the_queue_when_the_worker_stops() {
     // The broker puts handed-back jobs back asynchronously (after the worker's channel
     // closes, for any it had taken again meanwhile): give it a moment.
     let queue = app.settings.amqp.jobs_queue.clone();
-    let mut depth = 0;
-    for _ in 0..60 {
-        depth = common::queue_depth(&app.channel, &queue).await;
-        if depth == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let depth = common::queue_depth_reaches(&app.channel, &queue, 2, Duration::from_secs(3)).await;
     assert_eq!(depth, 2, "both waiting jobs are back in the queue");
 }

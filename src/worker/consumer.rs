@@ -77,7 +77,12 @@ pub async fn run_consumer(
         setup.metrics.broker_connected.set(0);
         match end {
             Ok(SessionEnd::Stopped) => {
-                let _ = conn.close(200, "worker stopping".into()).await;
+                // Everything is settled; a broker that does not answer the close does
+                // not keep the worker from exiting.
+                let close = conn.close(200, "worker stopping".into());
+                if tokio::time::timeout(CLOSE_WAIT, close).await.is_err() {
+                    warn!("the broker did not answer the connection close in time");
+                }
                 return Ok(());
             }
             Ok(SessionEnd::Lost(e)) | Err(e) => {
@@ -87,7 +92,8 @@ pub async fn run_consumer(
                     retry_in_ms = delay.as_millis() as u64,
                     "lost the broker: reconnecting"
                 );
-                let _ = conn.close(320, "reconnecting".into()).await;
+                let _ =
+                    tokio::time::timeout(CLOSE_WAIT, conn.close(320, "reconnecting".into())).await;
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(delay) => {}
@@ -96,6 +102,9 @@ pub async fn run_consumer(
         }
     }
 }
+
+/// How long closing a connection may take before the worker goes on without the answer.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 fn reconnect_backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()

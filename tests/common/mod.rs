@@ -353,6 +353,26 @@ pub async fn queue_depth(channel: &Channel, queue: &str) -> u32 {
         .message_count()
 }
 
+/// Waits until `queue` holds `expected` ready messages, and returns what it holds then or
+/// after `within`. Messages given back by a stopping worker (nack, or its connection's
+/// close) are requeued by the broker asynchronously (through the Raft log for a quorum
+/// queue): a single look right after the worker exits can come too early.
+pub async fn queue_depth_reaches(
+    channel: &Channel,
+    queue: &str,
+    expected: u32,
+    within: Duration,
+) -> u32 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let depth = queue_depth(channel, queue).await;
+        if depth == expected || tokio::time::Instant::now() >= deadline {
+            return depth;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A confirm-mode channel and a consumer of every result (an exclusive queue bound `#`).
 pub async fn observe(settings: &Settings) -> (Connection, Channel, Consumer) {
     let conn = Connection::connect(&settings.amqp.url, ConnectionProperties::default())
@@ -464,11 +484,43 @@ pub fn worker_command(settings: &Settings) -> tokio::process::Command {
         .env("PUSHWOOSH_AUTH_TOKEN", TOKEN)
         .env("PUSHWOOSH_WORKER__HTTP__LISTEN", "127.0.0.1:0")
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file(&settings.amqp.jobs_queue))
         .kill_on_drop(true);
     point_at_test_names(&mut cmd, settings);
     cmd
+}
+
+/// Where a test's worker writes its log: `target/test-logs/<jobs queue>.log`, to read
+/// after a failure. A pipe nobody reads would stop the worker once it filled up. A test
+/// that reads the log itself sets `stderr(Stdio::piped())`.
+fn log_file(name: &str) -> std::process::Stdio {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-logs");
+    std::fs::create_dir_all(&dir).expect("a directory for the workers' logs");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .expect("a log file");
+    file.into()
+}
+
+/// The worker's exit status; a worker that has not exited within `within` fails the test
+/// (and is killed) instead of hanging it.
+pub async fn exit_status(
+    child: &mut tokio::process::Child,
+    within: Duration,
+) -> std::process::ExitStatus {
+    match tokio::time::timeout(within, child.wait()).await {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            let _ = child.kill().await;
+            panic!(
+                "the worker did not exit within {within:?} (its log: {}/test-logs/)",
+                env!("CARGO_TARGET_TMPDIR")
+            );
+        }
+    }
 }
 
 /// Sends SIGTERM, as an orchestrator would.
@@ -513,6 +565,10 @@ pub fn point_at_test_names(cmd: &mut tokio::process::Command, settings: &Setting
         ),
         ("BATCH__ENABLED", settings.batch.enabled.to_string()),
         ("BATCH__LINGER_MS", settings.batch.linger_ms.to_string()),
+        (
+            "BATCH__BUSY_LINGER_MS",
+            settings.batch.busy_linger_ms.to_string(),
+        ),
     ] {
         cmd.env(format!("PUSHWOOSH_WORKER__{key}"), value);
     }
