@@ -35,6 +35,15 @@ pub(crate) fn shown(v: &Value) -> String {
     }
 }
 
+/// `shown(value)`, worked out only when a message is written: a valid job writes none.
+struct Shown<'a>(&'a Value);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&shown(self.0))
+    }
+}
+
 /// Android's `Color.parseColor` names, accepted by `android_ibc`.
 const ANDROID_COLOR_NAMES: &[&str] = &[
     "black",
@@ -75,7 +84,7 @@ fn is_signed_count(s: &str) -> bool {
 
 /// Checks `value` of parameter `name` at `path`.
 pub(crate) fn check(rule: Rule, name: &str, path: &str, value: &Value, sink: &mut Sink) {
-    let got = shown(value);
+    let got = Shown(value);
     let int = match value {
         Value::Number(n) => n.as_i64(),
         _ => None,
