@@ -331,7 +331,7 @@ impl Default for BatchSettings {
             enabled: true,
             max_size: 100,
             linger_ms: 0,
-            busy_linger_ms: 2,
+            busy_linger_ms: 1,
         }
     }
 }
