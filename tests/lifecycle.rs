@@ -74,6 +74,12 @@ async fn sigterm_finishes_the_jobs_in_flight_and_exits_0_without_duplicates() {
         .expect("the worker exits within the grace period")
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
+    let log = common::worker_log(&settings);
+    assert!(log.contains("stopped cleanly"), "{log}");
+    assert!(
+        !log.contains(" ERROR "),
+        "a clean stop logs no error (an operator would be paged for it):\n{log}"
+    );
 
     let mut seen = HashMap::new();
     for _ in 0..20 {

@@ -66,6 +66,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Closes the channel once nothing more will be published on it.
+    pub async fn close(&self) {
+        let _ = self.channel.close(200, "worker stopping".into()).await;
+    }
+
     /// `channel` must be in confirm mode.
     pub fn new(channel: Channel, topology: Topology) -> Self {
         Self { channel, topology }

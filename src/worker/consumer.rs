@@ -257,6 +257,9 @@ async fn session(
         )
         .await;
     }
+    // Every delivery is settled: close the channels before the connection.
+    let _ = consume_channel.close(200, "worker stopping".into()).await;
+    ctx.publisher.close().await;
     info!("stopped cleanly");
     Ok(SessionEnd::Stopped)
 }

@@ -495,14 +495,25 @@ pub fn worker_command(settings: &Settings) -> tokio::process::Command {
 /// after a failure. A pipe nobody reads would stop the worker once it filled up. A test
 /// that reads the log itself sets `stderr(Stdio::piped())`.
 fn log_file(name: &str) -> std::process::Stdio {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-logs");
-    std::fs::create_dir_all(&dir).expect("a directory for the workers' logs");
+    let path = log_path(name);
+    std::fs::create_dir_all(path.parent().unwrap()).expect("a directory for the workers' logs");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join(format!("{name}.log")))
+        .open(path)
         .expect("a log file");
     file.into()
+}
+
+/// The log of the workers started with `worker_command` for these settings.
+pub fn worker_log(settings: &Settings) -> String {
+    std::fs::read_to_string(log_path(&settings.amqp.jobs_queue)).unwrap_or_default()
+}
+
+fn log_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("test-logs")
+        .join(format!("{name}.log"))
 }
 
 /// The worker's exit status; a worker that has not exited within `within` fails the test
