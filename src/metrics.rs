@@ -63,9 +63,7 @@ pub fn retry_reason(
 ) -> String {
     match (status_code, answer) {
         (Some(code), _) => code.to_string(),
-        (None, Err(TransportError::Timeout { .. })) => "timeout".to_owned(),
-        (None, Err(TransportError::Connect { .. })) => "connect".to_owned(),
-        (None, Err(TransportError::Other { .. })) => "transport".to_owned(),
+        (None, Err(e)) => e.label().to_owned(),
         (None, Ok(_)) => "unreadable".to_owned(),
     }
 }

@@ -27,6 +27,17 @@ pub enum TransportError {
     Other { message: String },
 }
 
+impl TransportError {
+    /// The word metrics use for it (`api_calls_total{status}`, `retries_total{reason}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Connect { .. } => "connect",
+            Self::Other { .. } => "transport",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PushwooshClient {
     http: reqwest::Client,

@@ -428,7 +428,8 @@ impl Shared {
     }
 }
 
-/// One call of a lane, and the calls its splits make.
+/// One call of a lane; its splits are clones.
+#[derive(Clone)]
 struct Call {
     shared: Arc<Shared>,
     application: String,
@@ -479,11 +480,9 @@ impl Call {
                     "batch rejected: split in halves to find the bad job"
                 );
                 let right = entries.split_off(entries.len() / 2);
-                let left_call = self.split();
-                let right_call = self.split();
                 tokio::join!(
-                    Box::pin(left_call.send(entries, false)),
-                    Box::pin(right_call.send(right, false)),
+                    Box::pin(self.clone().send(entries, false)),
+                    Box::pin(self.send(right, false)),
                 );
             }
             _ => {
@@ -503,15 +502,6 @@ impl Call {
                     });
                 }
             }
-        }
-    }
-
-    fn split(&self) -> Call {
-        Call {
-            shared: self.shared.clone(),
-            application: self.application.clone(),
-            token: self.token.clone(),
-            shared_token: self.shared_token,
         }
     }
 
@@ -550,13 +540,9 @@ fn answer_success(
     answered: &Answered,
 ) {
     let jobs = entries.len();
-    let answered_codes = response
-        .get("Messages")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let codes: Option<&[Value]> = response
-        .get("Messages")
-        .and_then(Value::as_array)
+    let all_codes = response.get("Messages").and_then(Value::as_array);
+    let answered_codes = all_codes.map_or(0, Vec::len);
+    let codes: Option<&[Value]> = all_codes
         .filter(|codes| codes.len() == notifications)
         .map(Vec::as_slice);
     if codes.is_none() {

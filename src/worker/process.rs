@@ -14,13 +14,12 @@ use super::context::WorkerContext;
 use super::outage::{self, Budget};
 use crate::broker::publisher::{DeadLetter, ParkedRetry, header_int, headers};
 use crate::job::{self, DecodeError, Job, JobKind};
-use crate::metrics::{
-    CallLabels, JobLabels, MethodLabels, ReasonLabels, RetryLabels, transient_reason,
-};
 use secrecy::SecretString;
 
 use super::breaker::{BreakerState, CircuitBreaker, Signal};
-use crate::metrics::Metrics;
+use crate::metrics::{
+    CallLabels, JobLabels, MethodLabels, Metrics, ReasonLabels, RetryLabels, transient_reason,
+};
 use crate::pushwoosh::{HttpAnswer, RateLimiter, TransportError, Verdict, classify, request};
 use crate::result_event::{
     BatchInfo, Delivery as DeliveryState, Outcome, ResultEvent, ValidationError, kind_name,
@@ -228,10 +227,13 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
         return held;
     }
     let Some(Called {
-        verdict,
+        answered:
+            Answered {
+                verdict,
+                breaker,
+                retry_reason,
+            },
         batch,
-        breaker,
-        retry_reason,
     }) = call(ctx, &job, token).await
     else {
         info!("shutting down: job handed back to the queue before its call");
@@ -406,12 +408,9 @@ fn poison(delivery: &Delivery, envelope: &Envelope, limit: u32) -> Settle {
 
 /// What a call (alone or in a batch) decided for the job.
 struct Called {
-    verdict: Verdict,
+    /// The job's own part of the call's answer.
+    answered: Answered,
     batch: Option<BatchInfo>,
-    /// The breaker's state once the call's answer was recorded (once per call).
-    breaker: BreakerState,
-    /// For a transient verdict, the `reason` label of its retry.
-    retry_reason: Option<String>,
 }
 
 /// Waits for the rate limiter's slot, then makes the call, alone or in a batch, unless
@@ -432,10 +431,8 @@ async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -> Option<Ca
             () = ctx.hand_back.cancelled() => return None,
         };
         return Some(Called {
-            verdict: batched.answered.verdict,
+            answered: batched.answered,
             batch: Some(batched.batch),
-            breaker: batched.answered.breaker,
-            retry_reason: batched.answered.retry_reason,
         });
     }
     let body = request::body(&job.request, token);
@@ -460,12 +457,9 @@ async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -> Option<Ca
         limiter: &ctx.limiter,
         breaker: &ctx.breaker,
     };
-    let answered = accounts.answered(method, started, &answer, shared_token);
     Some(Called {
-        verdict: answered.verdict,
+        answered: accounts.answered(method, started, &answer, shared_token),
         batch: None,
-        breaker: answered.breaker,
-        retry_reason: answered.retry_reason,
     })
 }
 
@@ -649,10 +643,7 @@ fn validation_message(job_id: &str, errors: &[ValidationError]) -> String {
 
 /// The metrics label of a call: Pushwoosh's `status_code` for an HTTP 200 answer,
 /// `http_<status>` for other HTTP answers, the transport error otherwise.
-pub(super) fn call_status(
-    answer: &Result<HttpAnswer, TransportError>,
-    verdict: &Verdict,
-) -> String {
+fn call_status(answer: &Result<HttpAnswer, TransportError>, verdict: &Verdict) -> String {
     match answer {
         Ok(a) if a.status == 200 => match verdict {
             Verdict::Success { .. } => "200".to_owned(),
@@ -662,8 +653,6 @@ pub(super) fn call_status(
             }
         },
         Ok(a) => format!("http_{}", a.status),
-        Err(TransportError::Timeout { .. }) => "timeout".to_owned(),
-        Err(TransportError::Connect { .. }) => "connect".to_owned(),
-        Err(TransportError::Other { .. }) => "transport".to_owned(),
+        Err(e) => e.label().to_owned(),
     }
 }
