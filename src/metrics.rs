@@ -87,6 +87,16 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SettleLabels {
+    /// `ack` (one delivery), `ack_multiple` (every delivery up to one), `requeue` (a job
+    /// handed back to the queue).
+    pub command: &'static str,
+}
+
+/// Every `command` of `settle_commands_total`.
+pub const SETTLE_COMMANDS: [&str; 3] = ["ack", "ack_multiple", "requeue"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransitionLabels {
     /// `open`, `half_open`, `closed`.
     pub to: &'static str,
@@ -112,6 +122,7 @@ pub struct Metrics {
     pub rate_limit_slowdown: Family<MethodLabels, Gauge>,
     pub batch_jobs: Histogram,
     pub batch_splits: Counter,
+    pub settle_commands: Family<SettleLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -220,6 +231,15 @@ impl Metrics {
             "Batched calls rejected with 210 and split in halves to find the bad job",
             batch_splits.clone(),
         );
+        let settle_commands = Family::<SettleLabels, Counter>::default();
+        registry.register(
+            "settle_commands",
+            "Commands sent to the broker to settle job deliveries, by command (requeue: a job handed back to the queue)",
+            settle_commands.clone(),
+        );
+        for command in SETTLE_COMMANDS {
+            let _ = settle_commands.get_or_create(&SettleLabels { command });
+        }
         for kind in JobKind::ALL.map(JobKind::as_str) {
             for outcome in OUTCOMES {
                 let _ = jobs.get_or_create(&JobLabels { kind, outcome });
@@ -256,6 +276,7 @@ impl Metrics {
             rate_limit_slowdown,
             batch_jobs,
             batch_splits,
+            settle_commands,
         }
     }
 

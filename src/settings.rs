@@ -53,6 +53,9 @@ pub struct AmqpSettings {
     /// crashed or hung each time) is a poison job: it fails, with a result, instead of
     /// looping forever.
     pub delivery_limit: u32,
+    /// How long a finished job's ack may wait for the jobs delivered before it, so that
+    /// one multiple ack settles them all; 0 acks every job on its own.
+    pub ack_coalesce_ms: u64,
 }
 
 impl Default for AmqpSettings {
@@ -68,6 +71,7 @@ impl Default for AmqpSettings {
             retry_queue_prefix: "pushwoosh.retry".into(),
             startup_timeout_ms: 30_000,
             delivery_limit: 10,
+            ack_coalesce_ms: 5,
         }
     }
 }
@@ -93,6 +97,12 @@ impl Default for PushwooshSettings {
             tokens: HashMap::new(),
             timeout_ms: 10_000,
         }
+    }
+}
+
+impl AmqpSettings {
+    pub fn ack_coalesce(&self) -> Duration {
+        Duration::from_millis(self.ack_coalesce_ms)
     }
 }
 

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use super::acks::Acks;
 use super::batcher::Batcher;
 use super::breaker::{BreakerState, CircuitBreaker};
 use super::context::{Readiness, WorkerContext};
@@ -160,6 +161,11 @@ async fn session(
         breaker: setup.breaker.clone(),
         limiter: setup.limiter.clone(),
         batcher: setup.batcher.clone(),
+        acks: Acks::start(
+            consume_channel.clone(),
+            amqp.ack_coalesce(),
+            setup.metrics.clone(),
+        ),
     });
     let tasks = TaskTracker::new();
     let mut breaker = setup.breaker.subscribe();
@@ -257,7 +263,9 @@ async fn session(
         )
         .await;
     }
-    // Every delivery is settled: close the channels before the connection.
+    // Every delivery is settled: send the acks still owed, then close the channels
+    // before the connection.
+    ctx.acks.flush().await;
     let _ = consume_channel.close(200, "worker stopping".into()).await;
     ctx.publisher.close().await;
     info!("stopped cleanly");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::acks::Acks;
 use super::batcher::Batcher;
 use super::breaker::CircuitBreaker;
 use crate::broker::Publisher;
@@ -30,6 +31,8 @@ pub struct WorkerContext {
     /// Calls per minute per method, shared by every job of the process.
     pub limiter: Arc<RateLimiter>,
     pub batcher: Arc<Batcher>,
+    /// Settles the consume channel's deliveries, several at a time where it can.
+    pub acks: Acks,
 }
 
 /// The result of the worker's own validation of a job.

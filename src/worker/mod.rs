@@ -1,5 +1,6 @@
 //! The worker proper: consuming the jobs queue and processing each delivery.
 
+pub mod acks;
 pub mod batcher;
 pub mod breaker;
 pub mod consumer;

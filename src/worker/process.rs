@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
 use serde_json::Value;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use super::acks::Settlement;
 use super::context::WorkerContext;
 use super::outage::{self, Budget};
 use crate::broker::publisher::{DeadLetter, ParkedRetry, header_int, headers};
@@ -531,15 +531,10 @@ async fn settle_delivery(
     ctx: &WorkerContext,
     settle: Settle,
 ) {
+    let tag = delivery.delivery_tag;
     let acked = match settle {
         Settle::HandBack => {
-            let requeue = BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            };
-            if let Err(e) = delivery.nack(requeue).await {
-                warn!(error = %e, "could not hand the job back; the broker will requeue it when the channel closes");
-            }
+            ctx.acks.settle(Settlement::Requeue(tag));
             return;
         }
         Settle::Parked => Ok(()),
@@ -549,23 +544,15 @@ async fn settle_delivery(
         } => finish(delivery, envelope, ctx, &mut event, dead_letter).await,
     };
     match acked {
-        Ok(()) => {
-            if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-                // The broker will redeliver it; the result may then come twice, marked redelivered.
-                error!(error = %e, "could not ack the job after its result was confirmed");
-            }
-        }
+        // Should the ack not reach the broker, it redelivers the job, whose result may
+        // then come twice, marked redelivered.
+        Ok(()) => ctx.acks.settle(Settlement::Ack(tag)),
         Err(e) => {
             error!(
                 error = format!("{e:#}"),
                 "could not publish the result: job handed back"
             );
-            let _ = delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await;
+            ctx.acks.settle(Settlement::Requeue(tag));
         }
     }
 }

@@ -1,0 +1,189 @@
+//! Coalesced acks against the real broker: jobs that finish together are acked with one
+//! multiple ack, yet a job still at work is never acked, a slow job does not hold the
+//! prefetch credit of the jobs after it, and a worker killed right after its results
+//! leaves nothing to be sent twice.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{TestApp, json_props, ok_answer, test_settings};
+use serde_json::{Value, json};
+use wiremock::matchers::{body_string_contains, method};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn push(id: &str, application: &str) -> Value {
+    json!({"id": id, "kind": "push", "application": application,
+           "notifications": [{"send_date": "now", "content": "x"}]})
+}
+
+/// The value of a counter line in /metrics text.
+fn counter(metrics: &str, line_start: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start} in\n{metrics}"))
+}
+
+#[tokio::test]
+async fn jobs_that_finish_together_are_acked_together() {
+    // A filled queue: the worker takes 128 at a time, and they finish close together.
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["C"]})))
+        .mount(&mock)
+        .await;
+    let mut settings = test_settings(&mock.uri()).await;
+    settings.amqp.prefetch = 128;
+    common::declare_topology(&settings).await;
+    let (_conn, channel, _) = common::observe(&settings).await;
+    for i in 0..300 {
+        let body = serde_json::to_vec(&push(&format!("t-{i}"), "ABCDE-12345")).unwrap();
+        common::publish(
+            &channel,
+            &settings.amqp.jobs_exchange,
+            "t",
+            &body,
+            json_props(),
+        )
+        .await;
+    }
+    let mut app = TestApp::start(mock, settings).await;
+    for _ in 0..300 {
+        let r = app.next_result(WAIT).await.body;
+        assert_eq!(r["outcome"], "ok", "{r}");
+    }
+    let metrics = app.metrics().await;
+    let single = counter(
+        &metrics,
+        r#"pushwoosh_worker_settle_commands_total{command="ack"} "#,
+    );
+    let multiple = counter(
+        &metrics,
+        r#"pushwoosh_worker_settle_commands_total{command="ack_multiple"} "#,
+    );
+    println!("300 jobs settled with {single} single and {multiple} multiple acks");
+    assert!(multiple > 0, "no multiple ack:\n{metrics}");
+    assert!(
+        single + multiple <= 100,
+        "300 jobs took {} acks",
+        single + multiple
+    );
+    assert_eq!(
+        counter(
+            &metrics,
+            r#"pushwoosh_worker_settle_commands_total{command="requeue"} "#
+        ),
+        0
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_job_does_not_hold_back_the_acks_of_the_jobs_after_it() {
+    const SLOW: Duration = Duration::from_secs(4);
+    // Prefetch 4: one slow job and three others. Were the others' acks held until the
+    // slow one finished, the window would stay full and nothing more would come.
+    let mut app = TestApp::spawn_with(|s| {
+        s.amqp.prefetch = 4;
+        s.pushwoosh.timeout_ms = 10_000;
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("SLOW0-00000"))
+        .respond_with(ok_answer(json!({"Messages": ["S"]})).set_delay(SLOW))
+        .mount(&app.mock)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["F"]})))
+        .mount(&app.mock)
+        .await;
+    app.publish_job(&push("slow", "SLOW0-00000")).await;
+    let started = Instant::now();
+    for i in 0..40 {
+        app.publish_job(&push(&format!("fast-{i}"), "ABCDE-12345"))
+            .await;
+    }
+    let mut fast = HashSet::new();
+    for _ in 0..40 {
+        let r = app.next_result(SLOW).await.body;
+        assert_ne!(
+            r["job_id"], "slow",
+            "the slow job finished before the others: they waited for it"
+        );
+        fast.insert(r["job_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(fast.len(), 40);
+    assert!(
+        started.elapsed() < SLOW,
+        "40 quick jobs took {:?} behind a slow one",
+        started.elapsed()
+    );
+    let r = app.next_result(WAIT).await.body;
+    assert_eq!(r["job_id"], "slow");
+    assert_eq!(r["outcome"], "ok", "{r}");
+    let metrics = app.metrics().await;
+    assert!(
+        counter(
+            &metrics,
+            r#"pushwoosh_worker_settle_commands_total{command="ack"} "#
+        ) > 0,
+        "jobs behind the slow one were acked on their own:\n{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_right_after_its_results_leaves_no_job_to_send_twice() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["C"]})))
+        .mount(&mock)
+        .await;
+    let settings = test_settings(&mock.uri()).await;
+    common::declare_topology(&settings).await;
+    let (_conn, channel, mut results) = common::observe(&settings).await;
+    let mut child = common::worker_command(&settings)
+        .env("PUSHWOOSH_WORKER__AMQP__PREFETCH", "128")
+        .spawn()
+        .unwrap();
+    for i in 0..200 {
+        let body = serde_json::to_vec(&push(&format!("k-{i}"), "ABCDE-12345")).unwrap();
+        common::publish(
+            &channel,
+            &settings.amqp.jobs_exchange,
+            "k",
+            &body,
+            json_props(),
+        )
+        .await;
+    }
+    for _ in 0..200 {
+        let r = common::next_from(&mut results, WAIT).await.body;
+        assert_eq!(r["outcome"], "ok", "{r}");
+    }
+    // The last acks are owed for at most amqp.ack_coalesce_ms (5 ms) after the last
+    // result; then the worker dies without a chance to flush anything.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    child.kill().await.unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+
+    // Any job the broker still counted as unacked would now be redelivered to the next
+    // worker and pushed again.
+    let mut again = TestApp::start(MockServer::start().await, settings.clone()).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&again.mock)
+        .await;
+    again.assert_no_result(Duration::from_secs(1)).await;
+    assert_eq!(again.total_calls().await, 0, "a job was sent twice");
+    assert_eq!(
+        common::queue_depth(&channel, &settings.amqp.jobs_queue).await,
+        0
+    );
+    again.stop().await;
+}
