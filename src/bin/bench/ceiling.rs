@@ -3,8 +3,13 @@
 //! result of the worker's size to the results exchange with a confirm, then ack. No JSON
 //! parsing, no HTTP. It runs as a child process of the bench (like the worker), so its
 //! CPU and memory are its own.
+//!
+//! With a coalescing time (`--ceiling-ack-coalesce-ms`), it acks through the worker's own
+//! [`Acks`], so that the two can be compared with the same ack traffic.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -13,24 +18,26 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
+use pushwoosh_worker::metrics::Metrics;
+use pushwoosh_worker::worker::acks::{Acks, Settlement};
 
-/// `bench __ceiling <amqp url> <queue> <results exchange> <prefetch>`
+/// `bench __ceiling <amqp url> <queue> <results exchange> <prefetch> <ack coalesce ms>`
 pub const SUBCOMMAND: &str = "__ceiling";
 
 pub fn main(args: &[String]) -> ExitCode {
-    let [url, queue, exchange, prefetch] = args else {
-        eprintln!("usage: bench {SUBCOMMAND} URL QUEUE RESULTS_EXCHANGE PREFETCH");
+    let [url, queue, exchange, prefetch, coalesce] = args else {
+        eprintln!("usage: bench {SUBCOMMAND} URL QUEUE RESULTS_EXCHANGE PREFETCH ACK_COALESCE_MS");
         return ExitCode::from(2);
     };
-    let Ok(prefetch) = prefetch.parse::<u16>() else {
-        eprintln!("bad prefetch {prefetch:?}");
+    let (Ok(prefetch), Ok(coalesce)) = (prefetch.parse::<u16>(), coalesce.parse::<u64>()) else {
+        eprintln!("bad prefetch {prefetch:?} or ack coalescing {coalesce:?}");
         return ExitCode::from(2);
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run(url, queue, exchange, prefetch)) {
+    match runtime.block_on(run(url, queue, exchange, prefetch, coalesce)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ceiling: {e:#}");
@@ -39,7 +46,13 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-async fn run(url: &str, queue: &str, exchange: &str, prefetch: u16) -> anyhow::Result<()> {
+async fn run(
+    url: &str,
+    queue: &str,
+    exchange: &str,
+    prefetch: u16,
+    coalesce_ms: u64,
+) -> anyhow::Result<()> {
     let conn = super::broker::connect(url).await?;
     let publish = conn.create_channel().await?;
     publish
@@ -57,14 +70,22 @@ async fn run(url: &str, queue: &str, exchange: &str, prefetch: u16) -> anyhow::R
             FieldTable::default(),
         )
         .await?;
+    let acks = (coalesce_ms > 0).then(|| {
+        Acks::start(
+            consume.clone(),
+            Duration::from_millis(coalesce_ms),
+            Arc::new(Metrics::new()),
+        )
+    });
     println!("ready");
     let exchange: lapin::types::ShortString = exchange.into();
     while let Some(delivery) = consumer.next().await {
         let delivery = delivery?;
         let publish = publish.clone();
         let exchange = exchange.clone();
+        let acks = acks.clone();
         tokio::spawn(async move {
-            if let Err(e) = settle(&publish, exchange, delivery).await {
+            if let Err(e) = settle(&publish, exchange, delivery, acks.as_ref()).await {
                 eprintln!("ceiling: {e}");
             }
         });
@@ -76,6 +97,7 @@ async fn settle(
     channel: &Channel,
     exchange: lapin::types::ShortString,
     delivery: lapin::message::Delivery,
+    acks: Option<&Acks>,
 ) -> lapin::Result<()> {
     let id = delivery
         .properties
@@ -100,7 +122,12 @@ async fn settle(
         .await?
         .await?;
     if confirm.is_ack() {
-        delivery.ack(BasicAckOptions::default()).await?;
+        match acks {
+            Some(acks) => acks.settle(Settlement::Ack(delivery.delivery_tag)),
+            None => {
+                delivery.ack(BasicAckOptions::default()).await?;
+            }
+        }
     }
     Ok(())
 }

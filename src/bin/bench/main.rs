@@ -121,6 +121,10 @@ pub struct Args {
     /// Skip the no-HTTP ceiling runs (e.g. to compare two worker builds quickly).
     #[arg(long)]
     pub no_ceiling: bool,
+    /// Let the ceiling coalesce its acks as the worker does (`amqp.ack_coalesce_ms`);
+    /// 0, the default, acks each job on its own, the loop as issue #5 defines it.
+    #[arg(long, default_value_t = 0)]
+    pub ceiling_ack_coalesce_ms: u64,
     /// Repeat each measurement this many times (the machine is shared: numbers are noisy).
     #[arg(long, default_value_t = 1)]
     pub runs: usize,

@@ -67,12 +67,14 @@ impl Proc {
         queue: &str,
         results_exchange: &str,
         prefetch: u16,
+        ack_coalesce_ms: u64,
         log: PathBuf,
     ) -> anyhow::Result<Self> {
         let file = std::fs::File::create(&log)?;
         let mut child = Command::new(std::env::current_exe()?)
             .args([super::ceiling::SUBCOMMAND, url, queue, results_exchange])
             .arg(prefetch.to_string())
+            .arg(ack_coalesce_ms.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(file))

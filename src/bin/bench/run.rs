@@ -29,6 +29,8 @@ pub struct Bench {
     pub sandbox: Option<Mock>,
     /// `--worker-env`, applied last to every worker start.
     pub extra_env: Vec<(String, String)>,
+    /// `--ceiling-ack-coalesce-ms`: the ceiling acks as the worker does (0: each job alone).
+    pub ceiling_ack_coalesce_ms: u64,
     runs: AtomicUsize,
 }
 
@@ -50,6 +52,7 @@ impl Bench {
             mock,
             sandbox,
             extra_env,
+            ceiling_ack_coalesce_ms: 0,
             runs: AtomicUsize::new(0),
         }
     }
@@ -197,6 +200,7 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
                 &amqp.jobs_queue,
                 &amqp.results_exchange,
                 spec.prefetch,
+                bench.ceiling_ack_coalesce_ms,
                 log,
             )
             .await?

@@ -98,7 +98,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<bool> {
         QueueKind::Quorum => QueueType::Quorum,
         QueueKind::Classic => QueueType::Classic,
     };
-    let bench = Bench::new(
+    let mut bench = Bench::new(
         amqp_url,
         queue_type,
         worker_bin,
@@ -107,6 +107,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<bool> {
         sandbox,
         args.worker_env.clone(),
     );
+    bench.ceiling_ack_coalesce_ms = args.ceiling_ack_coalesce_ms;
 
     let mut all_ran = true;
     for scenario in scenarios {
