@@ -53,6 +53,12 @@ pub fn row(m: &Measured) {
     if let Some(p) = m.publish_per_s {
         notes.push(format!("published {}/s", thousands(p)));
     }
+    if let Some(a) = m.acks {
+        notes.push(format!(
+            "{:.2} acks/job",
+            a as f64 / m.results.max(1) as f64
+        ));
+    }
     if let Some(l) = m.log_bytes.filter(|_| m.is_worker) {
         notes.push(format!(
             "log {:.0} B/job",

@@ -117,6 +117,8 @@ pub struct Measured {
     pub cpu_ms: Option<f64>,
     pub api_calls: u64,
     pub http_429: Option<u64>,
+    /// `basic.ack` commands the worker sent (single and multiple).
+    pub acks: Option<u64>,
     pub max_in_flight: Option<u64>,
     pub machine_busy: Option<f64>,
     pub broker_cpu_ms: Option<f64>,
@@ -334,6 +336,13 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
                 m,
                 "pushwoosh_worker_api_calls_total",
                 &["status=\"http_429\""],
+            ) as u64
+        }),
+        acks: metrics.as_deref().map(|m| {
+            metric_sum(
+                m,
+                "pushwoosh_worker_settle_commands_total",
+                &["command=\"ack"],
             ) as u64
         }),
         max_in_flight,
