@@ -22,7 +22,7 @@
 //! is a job still at work. Each channel has its own ledger and task; [`Acks::flush`]
 //! sends whatever waits before the channel is closed.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,23 +65,19 @@ impl Command {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    /// Still at work (or not heard of yet).
-    Open,
-    /// Finished, its ack not sent yet; since when.
-    Finished(Instant),
-    /// Its command has been sent.
-    Sent,
-}
-
 /// Which deliveries of a channel are settled and which acks are owed.
+///
+/// A delivery at work for long (waiting minutes for a rate-limit slot, say) keeps every
+/// later tag in the window: a byte each, and the acks owed (at most `prefetch`) in a map
+/// of their own, so a wake-up costs the same however long the window grows.
 #[derive(Debug)]
 pub struct Ledger {
     /// Every tag below `base` is settled with the broker.
     base: u64,
-    /// The state of tags `base`, `base + 1`, …
-    slots: VecDeque<Slot>,
+    /// Whether tags `base`, `base + 1`, … are settled (finished or handed back).
+    settled: VecDeque<bool>,
+    /// Finished deliveries whose ack is not sent yet: since when.
+    owed: BTreeMap<u64, Instant>,
     /// How long a finished delivery waits for the ones before it; `None`: acks go out one
     /// by one, at once.
     hold: Option<Duration>,
@@ -92,37 +88,37 @@ impl Ledger {
     pub fn new(hold: Duration) -> Self {
         Self {
             base: 1,
-            slots: VecDeque::new(),
+            settled: VecDeque::new(),
+            owed: BTreeMap::new(),
             hold: (!hold.is_zero()).then_some(hold),
         }
     }
 
     /// Notes a settlement; a hand-back's command comes back at once.
     pub fn settle(&mut self, settlement: Settlement, now: Instant) -> Option<Command> {
-        let (tag, slot, command) = match settlement {
-            Settlement::Ack(tag) => (tag, Slot::Finished(now), None),
-            Settlement::Requeue(tag) => (tag, Slot::Sent, Some(Command::Requeue(tag))),
-        };
-        let Some(index) = tag.checked_sub(self.base) else {
+        let (Settlement::Ack(tag) | Settlement::Requeue(tag)) = settlement;
+        let index = tag
+            .checked_sub(self.base)
+            .map(|i| i as usize)
+            .filter(|&i| self.settled.get(i) != Some(&true));
+        let Some(index) = index else {
             warn!(
                 delivery_tag = tag,
                 "a delivery was settled twice: the second time is ignored"
             );
             return None;
         };
-        let index = index as usize;
-        if index >= self.slots.len() {
-            self.slots.resize(index + 1, Slot::Open);
+        if index >= self.settled.len() {
+            self.settled.resize(index + 1, false);
         }
-        if self.slots[index] != Slot::Open {
-            warn!(
-                delivery_tag = tag,
-                "a delivery was settled twice: the second time is ignored"
-            );
-            return None;
+        self.settled[index] = true;
+        match settlement {
+            Settlement::Ack(_) => {
+                self.owed.insert(tag, now);
+                None
+            }
+            Settlement::Requeue(_) => Some(Command::Requeue(tag)),
         }
-        self.slots[index] = slot;
-        command
     }
 
     /// The acks owed now, in order, and when the next one falls due (a finished delivery
@@ -139,64 +135,76 @@ impl Ledger {
 
     /// `now`: `None` takes every ack, however short its wait.
     fn collect(&mut self, now: Option<Instant>, out: &mut Vec<Command>) -> Option<Instant> {
-        let Some(hold) = self.hold else {
-            for (i, slot) in self.slots.iter_mut().enumerate() {
-                if let Slot::Finished(_) = slot {
-                    out.push(Command::Ack(self.base + i as u64));
-                    *slot = Slot::Sent;
-                }
-            }
-            self.advance();
-            return None;
-        };
-        // The run of settled deliveries from the oldest: one multiple ack for all of it
-        // (those already sent on their own are no longer the broker's to ack, so a
-        // multiple ack passes over them), if it holds any ack not yet sent.
-        let mut last_finished = None;
-        while let Some(slot) = self.slots.front().copied() {
-            if slot == Slot::Open {
-                break;
-            }
-            if let Slot::Finished(_) = slot {
-                last_finished = Some(self.base);
-            }
-            self.slots.pop_front();
+        // The run of settled deliveries from the oldest on.
+        while self.settled.front() == Some(&true) {
+            self.settled.pop_front();
             self.base += 1;
         }
-        if let Some(tag) = last_finished {
+        let Some(hold) = self.hold else {
+            out.extend(self.owed.keys().map(|&tag| Command::Ack(tag)));
+            self.owed.clear();
+            return None;
+        };
+        // One multiple ack for the whole run, if it holds any ack not yet sent (those
+        // sent on their own, or handed back, are no longer the broker's to ack: a
+        // multiple ack passes over them).
+        let rest = self.owed.split_off(&self.base);
+        if let Some((&tag, _)) = self.owed.last_key_value() {
             out.push(Command::AckUpTo(tag));
         }
+        self.owed = rest;
         // Behind a delivery at work: alone, once they have waited long enough.
         let mut next = None::<Instant>;
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            if let Slot::Finished(since) = *slot {
-                let at = since + hold;
-                if now.is_none_or(|now| at <= now) {
-                    out.push(Command::Ack(self.base + i as u64));
-                    *slot = Slot::Sent;
-                } else {
-                    next = Some(next.map_or(at, |n| n.min(at)));
-                }
+        self.owed.retain(|&tag, &mut since| {
+            let at = since + hold;
+            if now.is_none_or(|now| at <= now) {
+                out.push(Command::Ack(tag));
+                false
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+                true
             }
-        }
+        });
         next
     }
 
-    /// Drops the settled deliveries at the front.
-    fn advance(&mut self) {
-        while self.slots.front() == Some(&Slot::Sent) {
-            self.slots.pop_front();
-            self.base += 1;
-        }
-    }
-
-    /// Deliveries heard of and not yet sent a command for (a gauge for tests).
+    /// Finished deliveries whose ack is not sent yet.
     #[cfg(test)]
     fn waiting(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| matches!(s, Slot::Finished(_)))
-            .count()
+        self.owed.len()
+    }
+}
+
+/// See [`Acks::pending`].
+pub struct Pending {
+    acks: Acks,
+    tag: u64,
+    settled: bool,
+}
+
+impl Pending {
+    /// Done with: ack.
+    pub fn ack(mut self) {
+        self.settled = true;
+        self.acks.settle(Settlement::Ack(self.tag));
+    }
+
+    /// Give the job back to the queue.
+    pub fn requeue(mut self) {
+        self.settled = true;
+        self.acks.settle(Settlement::Requeue(self.tag));
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.settled {
+            warn!(
+                delivery_tag = self.tag,
+                "a job ended without settling its delivery: handed back to the queue"
+            );
+            self.acks.settle(Settlement::Requeue(self.tag));
+        }
     }
 }
 
@@ -224,6 +232,17 @@ impl Acks {
     /// On a broken channel the settlement is moot: the broker requeues the delivery.
     pub fn settle(&self, settlement: Settlement) {
         let _ = self.tx.send(Message::Settle(settlement));
+    }
+
+    /// A delivery taken for a job: settled once, when the job says how, or handed back
+    /// if the job ends without saying (its task panicked or was cancelled). Unsettled, it
+    /// would hold back every multiple ack after it until the channel closes.
+    pub fn pending(&self, tag: u64) -> Pending {
+        Pending {
+            acks: self.clone(),
+            tag,
+            settled: false,
+        }
     }
 
     /// Sends every ack owed, and returns once they are out: before closing the channel.
@@ -327,6 +346,58 @@ mod tests {
     use proptest::prelude::*;
 
     const HOLD: Duration = Duration::from_millis(5);
+
+    fn detached() -> (Acks, mpsc::UnboundedReceiver<Message>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Acks { tx }, rx)
+    }
+
+    fn settlements(rx: &mut mpsc::UnboundedReceiver<Message>) -> Vec<Settlement> {
+        let mut out = Vec::new();
+        while let Ok(Message::Settle(s)) = rx.try_recv() {
+            out.push(s);
+        }
+        out
+    }
+
+    #[test]
+    fn a_job_settles_its_delivery_once_and_one_that_never_says_hands_it_back() {
+        let (acks, mut rx) = detached();
+        acks.pending(1).ack();
+        acks.pending(2).requeue();
+        drop(acks.pending(3));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _pending = acks.pending(4);
+            panic!("a bug in a job");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(
+            settlements(&mut rx),
+            vec![
+                Settlement::Ack(1),
+                Settlement::Requeue(2),
+                Settlement::Requeue(3),
+                Settlement::Requeue(4)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_job_at_the_head_costs_a_byte_per_later_delivery_and_no_acks_held() {
+        let t0 = Instant::now();
+        let mut l = Ledger::new(HOLD);
+        for tag in 2..=100_001 {
+            l.settle(Settlement::Ack(tag), t0);
+        }
+        let (out, next) = due(&mut l, t0 + HOLD);
+        assert_eq!(out.len(), 100_000, "each acked alone behind tag 1");
+        assert_eq!(next, None);
+        assert_eq!(l.waiting(), 0);
+        assert_eq!(l.settled.len(), 100_001);
+        l.settle(Settlement::Ack(1), t0 + HOLD);
+        assert_eq!(due(&mut l, t0 + HOLD).0, vec![Command::AckUpTo(1)]);
+        assert!(l.settled.is_empty() && l.base == 100_002);
+    }
 
     fn due(ledger: &mut Ledger, now: Instant) -> (Vec<Command>, Option<Instant>) {
         let mut out = Vec::new();
@@ -447,7 +518,7 @@ mod tests {
         );
         l.settle(Settlement::Ack(3), now);
         assert_eq!(due(&mut l, now).0, vec![Command::Ack(3)]);
-        assert!(l.slots.is_empty() && l.base == 5);
+        assert!(l.settled.is_empty() && l.base == 5);
     }
 
     /// What the broker does with the commands (RabbitMQ's `collect_acks`): a multiple ack

@@ -9,7 +9,7 @@ use lapin::message::Delivery;
 use serde_json::Value;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use super::acks::Settlement;
+use super::acks::Pending;
 use super::context::WorkerContext;
 use super::outage::{self, Budget};
 use crate::broker::publisher::{DeadLetter, ParkedRetry, header_int, headers};
@@ -128,9 +128,10 @@ pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
         span.record("span_id", trace.span_id());
     }
     ctx.metrics.jobs_in_flight.inc();
+    let pending = ctx.acks.pending(delivery.delivery_tag);
     async {
         let settle = decide(&delivery, &envelope, &ctx).await;
-        settle_delivery(&delivery, &envelope, &ctx, settle).await;
+        settle_delivery(&delivery, &envelope, &ctx, settle, pending).await;
     }
     .instrument(span)
     .await;
@@ -530,11 +531,11 @@ async fn settle_delivery(
     envelope: &Envelope,
     ctx: &WorkerContext,
     settle: Settle,
+    pending: Pending,
 ) {
-    let tag = delivery.delivery_tag;
     let acked = match settle {
         Settle::HandBack => {
-            ctx.acks.settle(Settlement::Requeue(tag));
+            pending.requeue();
             return;
         }
         Settle::Parked => Ok(()),
@@ -546,13 +547,13 @@ async fn settle_delivery(
     match acked {
         // Should the ack not reach the broker, it redelivers the job, whose result may
         // then come twice, marked redelivered.
-        Ok(()) => ctx.acks.settle(Settlement::Ack(tag)),
+        Ok(()) => pending.ack(),
         Err(e) => {
             error!(
                 error = format!("{e:#}"),
                 "could not publish the result: job handed back"
             );
-            ctx.acks.settle(Settlement::Requeue(tag));
+            pending.requeue();
         }
     }
 }
