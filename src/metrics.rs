@@ -123,6 +123,8 @@ pub struct Metrics {
     pub batch_jobs: Histogram,
     pub batch_splits: Counter,
     pub settle_commands: Family<SettleLabels, Counter>,
+    pub job_duration: Histogram,
+    pub result_publish: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -237,6 +239,18 @@ impl Metrics {
             "Commands sent to the broker to settle job deliveries, by command (requeue: a job handed back to the queue)",
             settle_commands.clone(),
         );
+        let job_duration = latency_histogram();
+        registry.register(
+            "job_duration_seconds",
+            "Time from a job's delivery to its settlement (decode, calls, result, retry parking), per delivery",
+            job_duration.clone(),
+        );
+        let result_publish = latency_histogram();
+        registry.register(
+            "result_publish_seconds",
+            "Time from publishing a result event to the broker's confirm",
+            result_publish.clone(),
+        );
         for command in SETTLE_COMMANDS {
             let _ = settle_commands.get_or_create(&SettleLabels { command });
         }
@@ -277,6 +291,8 @@ impl Metrics {
             batch_jobs,
             batch_splits,
             settle_commands,
+            job_duration,
+            result_publish,
         }
     }
 

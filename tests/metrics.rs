@@ -87,6 +87,10 @@ async fn outcomes_retry_reasons_and_dead_letters_are_counted() {
         r#"pushwoosh_worker_dead_letters_total{reason="poison"} 0"#,
         r#"pushwoosh_worker_breaker_transitions_total{to="open"} 0"#,
         "pushwoosh_worker_breaker_open 0",
+        // 8 deliveries: the slow job's twice, the failing one's three times.
+        "pushwoosh_worker_job_duration_seconds_count 8",
+        "pushwoosh_worker_result_publish_seconds_count 5",
+        r#"pushwoosh_worker_settle_commands_total{command="requeue"} 0"#,
     ];
     // The last result can arrive before its job is acked and counted.
     let metrics = app.assert_metrics(&expected).await;

@@ -127,6 +127,7 @@ pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
         span.record("parent_id", trace.parent_id());
         span.record("span_id", trace.span_id());
     }
+    let started = Instant::now();
     ctx.metrics.jobs_in_flight.inc();
     let pending = ctx.acks.pending(delivery.delivery_tag);
     async {
@@ -136,6 +137,9 @@ pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
     .instrument(span)
     .await;
     ctx.metrics.jobs_in_flight.dec();
+    ctx.metrics
+        .job_duration
+        .observe(started.elapsed().as_secs_f64());
 }
 
 async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -> Settle {
@@ -589,9 +593,13 @@ async fn finish(
         .clone()
         .or_else(|| event.job_id.clone())
         .unwrap_or_default();
+    let publishing = Instant::now();
     ctx.publisher
         .publish_result(event, &correlation_id, envelope.reply_to.as_deref())
         .await?;
+    ctx.metrics
+        .result_publish
+        .observe(publishing.elapsed().as_secs_f64());
     ctx.metrics
         .jobs
         .get_or_create(&JobLabels {
