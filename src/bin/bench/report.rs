@@ -53,6 +53,11 @@ pub fn row(m: &Measured) {
     if let Some(p) = m.publish_per_s {
         notes.push(format!("published {}/s", thousands(p)));
     }
+    if let (Some(j), Some(c), Some(p)) = (m.job_ms, m.call_ms, m.confirm_ms) {
+        notes.push(format!(
+            "a job {j:.1} ms in the worker on average (a call {c:.1}, a result's confirm {p:.1})"
+        ));
+    }
     if let Some(a) = m.acks {
         notes.push(format!(
             "{:.2} acks/job",

@@ -119,6 +119,12 @@ pub struct Measured {
     pub http_429: Option<u64>,
     /// `basic.ack` commands the worker sent (single and multiple).
     pub acks: Option<u64>,
+    /// The worker's mean API call duration (its own histogram), ms.
+    pub call_ms: Option<f64>,
+    /// The worker's mean time from delivery to settlement, and from a result's publish to
+    /// its confirm, ms.
+    pub job_ms: Option<f64>,
+    pub confirm_ms: Option<f64>,
     pub max_in_flight: Option<u64>,
     pub machine_busy: Option<f64>,
     pub broker_cpu_ms: Option<f64>,
@@ -345,6 +351,15 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
                 &["command=\"ack"],
             ) as u64
         }),
+        call_ms: metrics
+            .as_deref()
+            .and_then(|m| mean_ms(m, "pushwoosh_worker_api_call_duration_seconds")),
+        job_ms: metrics
+            .as_deref()
+            .and_then(|m| mean_ms(m, "pushwoosh_worker_job_duration_seconds")),
+        confirm_ms: metrics
+            .as_deref()
+            .and_then(|m| mean_ms(m, "pushwoosh_worker_result_publish_seconds")),
         max_in_flight,
         machine_busy: machine0.zip(machine1).map(|(a, b)| a.busy_since(b)),
         broker_cpu_ms: broker0.zip(broker1).map(|(a, b)| b - a),
@@ -353,6 +368,13 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
         log_bytes: std::fs::metadata(&log_path).ok().map(|m| m.len()),
         stopped_short: collected.stopped_short.clone(),
     })
+}
+
+/// A histogram's mean, in ms.
+fn mean_ms(metrics: &str, histogram: &str) -> Option<f64> {
+    let count = metric_sum(metrics, &format!("{histogram}_count"), &[]);
+    let sum = metric_sum(metrics, &format!("{histogram}_sum"), &[]);
+    (count > 0.0).then(|| sum / count * 1000.0)
 }
 
 /// Scrapes the worker's jobs_in_flight gauge every 50 ms; the task returns the highest seen.
