@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, json_props, ok_answer, test_settings};
+use common::{TestApp, ok_answer, test_settings};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -20,37 +20,21 @@ fn push(id: &str, application: &str) -> Value {
            "notifications": [{"send_date": "now", "content": "x"}]})
 }
 
-/// The value of a counter line in /metrics text.
-fn counter(metrics: &str, line_start: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line_start} in\n{metrics}"))
+/// The value of a counter in /metrics text.
+fn counter(metrics: &str, series: &str) -> u64 {
+    common::metric(metrics, series) as u64
 }
 
 #[tokio::test]
 async fn jobs_that_finish_together_are_acked_together() {
     // A filled queue: the worker takes 128 at a time, and they finish close together.
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ok_answer(json!({"Messages": ["C"]})))
-        .mount(&mock)
-        .await;
+    let mock = common::answering_ok().await;
     let mut settings = test_settings(&mock.uri()).await;
     settings.amqp.prefetch = 128;
     common::declare_topology(&settings).await;
     let (_conn, channel, _) = common::observe(&settings).await;
     for i in 0..300 {
-        let body = serde_json::to_vec(&push(&format!("t-{i}"), "ABCDE-12345")).unwrap();
-        common::publish(
-            &channel,
-            &settings.amqp.jobs_exchange,
-            "t",
-            &body,
-            json_props(),
-        )
-        .await;
+        common::publish_job(&channel, &settings, &push(&format!("t-{i}"), "ABCDE-12345")).await;
     }
     let mut app = TestApp::start(mock, settings).await;
     for _ in 0..300 {
@@ -60,11 +44,11 @@ async fn jobs_that_finish_together_are_acked_together() {
     let metrics = app.metrics().await;
     let single = counter(
         &metrics,
-        r#"pushwoosh_worker_settle_commands_total{command="ack"} "#,
+        r#"pushwoosh_worker_settle_commands_total{command="ack"}"#,
     );
     let multiple = counter(
         &metrics,
-        r#"pushwoosh_worker_settle_commands_total{command="ack_multiple"} "#,
+        r#"pushwoosh_worker_settle_commands_total{command="ack_multiple"}"#,
     );
     println!("300 jobs settled with {single} single and {multiple} multiple acks");
     assert!(multiple > 0, "no multiple ack:\n{metrics}");
@@ -76,7 +60,7 @@ async fn jobs_that_finish_together_are_acked_together() {
     assert_eq!(
         counter(
             &metrics,
-            r#"pushwoosh_worker_settle_commands_total{command="requeue"} "#
+            r#"pushwoosh_worker_settle_commands_total{command="requeue"}"#
         ),
         0
     );
@@ -130,7 +114,7 @@ async fn a_slow_job_does_not_hold_back_the_acks_of_the_jobs_after_it() {
     assert!(
         counter(
             &metrics,
-            r#"pushwoosh_worker_settle_commands_total{command="ack"} "#
+            r#"pushwoosh_worker_settle_commands_total{command="ack"}"#
         ) > 0,
         "jobs behind the slow one were acked on their own:\n{metrics}"
     );
@@ -139,11 +123,7 @@ async fn a_slow_job_does_not_hold_back_the_acks_of_the_jobs_after_it() {
 
 #[tokio::test]
 async fn a_worker_killed_right_after_its_results_leaves_no_job_to_send_twice() {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ok_answer(json!({"Messages": ["C"]})))
-        .mount(&mock)
-        .await;
+    let mock = common::answering_ok().await;
     let settings = test_settings(&mock.uri()).await;
     common::declare_topology(&settings).await;
     let (_conn, channel, mut results) = common::observe(&settings).await;
@@ -152,15 +132,7 @@ async fn a_worker_killed_right_after_its_results_leaves_no_job_to_send_twice() {
         .spawn()
         .unwrap();
     for i in 0..200 {
-        let body = serde_json::to_vec(&push(&format!("k-{i}"), "ABCDE-12345")).unwrap();
-        common::publish(
-            &channel,
-            &settings.amqp.jobs_exchange,
-            "k",
-            &body,
-            json_props(),
-        )
-        .await;
+        common::publish_job(&channel, &settings, &push(&format!("k-{i}"), "ABCDE-12345")).await;
     }
     for _ in 0..200 {
         let r = common::next_from(&mut results, WAIT).await.body;

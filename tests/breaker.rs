@@ -36,12 +36,6 @@ fn push(id: &str) -> serde_json::Value {
            "notifications": [{"send_date": "now", "content": "hi", "users": ["u1"]}]})
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn an_outage_opens_the_breaker_the_queue_waits_and_drains_when_pushwoosh_recovers() {
     const JOBS: usize = 30;
@@ -105,19 +99,22 @@ async fn an_outage_opens_the_breaker_the_queue_waits_and_drains_when_pushwoosh_r
     );
 
     let metrics = app.metrics().await;
-    let opened = metric(
+    let opened = common::metric(
         &metrics,
         r#"pushwoosh_worker_breaker_transitions_total{to="open"}"#,
     );
-    let closed = metric(
+    let closed = common::metric(
         &metrics,
         r#"pushwoosh_worker_breaker_transitions_total{to="closed"}"#,
     );
     assert!(opened >= 1.0, "{metrics}");
     assert!(closed >= 1.0, "{metrics}");
-    assert_eq!(metric(&metrics, "pushwoosh_worker_breaker_open"), 0.0);
+    assert_eq!(
+        common::metric(&metrics, "pushwoosh_worker_breaker_open"),
+        0.0
+    );
     assert!(
-        metric(&metrics, "pushwoosh_worker_breaker_held_jobs_total") >= 1.0,
+        common::metric(&metrics, "pushwoosh_worker_breaker_held_jobs_total") >= 1.0,
         "{metrics}"
     );
 

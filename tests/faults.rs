@@ -33,15 +33,7 @@ async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice(
     common::declare_topology(&settings).await;
     let (_conn, channel, mut results) = common::observe(&settings).await;
     for i in 0..15 {
-        let body = serde_json::to_vec(&push(&format!("k9-{i}"))).unwrap();
-        common::publish(
-            &channel,
-            &settings.amqp.jobs_exchange,
-            "k",
-            &body,
-            json_props(),
-        )
-        .await;
+        common::publish_job(&channel, &settings, &push(&format!("k9-{i}"))).await;
     }
     let mut child = common::worker_command(&settings).spawn().unwrap();
     for _ in 0..400 {
@@ -54,11 +46,7 @@ async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice(
     child.kill().await.unwrap(); // SIGKILL
     child.wait().await.unwrap();
 
-    let fine = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ok_answer(json!({"Messages": ["C"]})))
-        .mount(&fine)
-        .await;
+    let fine = common::answering_ok().await;
     settings.pushwoosh.api_url = format!("{}/json/1.3", fine.uri());
     let mut child = common::worker_command(&settings).spawn().unwrap();
     let mut seen = HashMap::new();
@@ -98,24 +86,13 @@ async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice(
 
 #[tokio::test]
 async fn a_poison_job_fails_with_a_result_after_the_delivery_limit() {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ok_answer(json!({"Messages": ["C"]})))
-        .mount(&mock)
-        .await;
+    let mock = common::answering_ok().await;
     let mut settings = test_settings(&mock.uri()).await;
     settings.amqp.delivery_limit = 3;
     common::declare_topology(&settings).await;
     // Three workers took it and died without settling it (simulated: returned unsettled).
     let (_conn, channel, _) = common::observe(&settings).await;
-    common::publish(
-        &channel,
-        &settings.amqp.jobs_exchange,
-        "k",
-        &serde_json::to_vec(&push("poison-1")).unwrap(),
-        json_props(),
-    )
-    .await;
+    common::publish_job(&channel, &settings, &push("poison-1")).await;
     for _ in 0..3 {
         let mut got = None;
         for _ in 0..50 {

@@ -37,15 +37,7 @@ async fn worker_busy_with(
     let (conn, channel, results) = common::observe(settings).await;
     let child = common::worker_command(settings).spawn().unwrap();
     for i in 0..n {
-        let body = serde_json::to_vec(&job(i)).unwrap();
-        common::publish(
-            &channel,
-            &settings.amqp.jobs_exchange,
-            "k",
-            &body,
-            common::json_props(),
-        )
-        .await;
+        common::publish_job(&channel, settings, &job(i)).await;
     }
     wait_for_calls(mock, n).await;
     (child, conn, channel, results)
@@ -141,11 +133,7 @@ async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost
     );
 
     // Another worker picks them up: each ends with exactly one result.
-    let fast = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ok_answer(json!({"Messages": ["C"]})))
-        .mount(&fast)
-        .await;
+    let fast = common::answering_ok().await;
     settings.pushwoosh.api_url = format!("{}/json/1.3", fast.uri());
     let mut child = common::worker_command(&settings).spawn().unwrap();
     let mut seen = HashMap::new();

@@ -178,8 +178,7 @@ impl TestApp {
 
     /// Publishes a job (a JSON value) to the jobs exchange, confirmed.
     pub async fn publish_job(&self, job: &Value) {
-        self.publish_raw(&serde_json::to_vec(job).unwrap(), json_props())
-            .await;
+        publish_job(&self.channel, &self.settings, job).await;
     }
 
     pub async fn publish_raw(&self, body: &[u8], properties: BasicProperties) {
@@ -583,6 +582,36 @@ pub fn point_at_test_names(cmd: &mut tokio::process::Command, settings: &Setting
     ] {
         cmd.env(format!("PUSHWOOSH_WORKER__{key}"), value);
     }
+}
+
+/// Publishes a job (a JSON value) to the jobs exchange of `settings`, confirmed.
+pub async fn publish_job(channel: &Channel, settings: &Settings, job: &Value) {
+    publish(
+        channel,
+        &settings.amqp.jobs_exchange,
+        "jobs.test",
+        &serde_json::to_vec(job).unwrap(),
+        json_props(),
+    )
+    .await;
+}
+
+/// A mock Pushwoosh that answers every call with success and one message code.
+pub async fn answering_ok() -> MockServer {
+    let mock = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ok_answer(serde_json::json!({"Messages": ["C"]})))
+        .mount(&mock)
+        .await;
+    mock
+}
+
+/// The value of one series (`name{labels}`, as the worker writes it) in /metrics text; a
+/// series that is not there fails the test.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 /// The transactionIds of a call's notifications (several when jobs were batched).
