@@ -265,7 +265,12 @@ async fn session(
     }
     // Every delivery is settled: send the acks still owed, then close the channels
     // before the connection.
-    ctx.acks.flush().await;
+    if tokio::time::timeout(CLOSE_WAIT, ctx.acks.flush())
+        .await
+        .is_err()
+    {
+        warn!("the last acks could not be sent in time: the broker will redeliver those jobs");
+    }
     let _ = consume_channel.close(200, "worker stopping".into()).await;
     ctx.publisher.close().await;
     info!("stopped cleanly");
