@@ -288,7 +288,10 @@ fn spawn_process(
 }
 
 /// Cancels the consumer. Deliveries already on their way before the cancel are processed
-/// too, so that none comes back marked as redelivered without a reason.
+/// too, so that none comes back marked as redelivered without a reason, and none is left
+/// unsettled on the channel (it would hold a prefetch slot, and every multiple ack after
+/// it, until the channel closes): the stream ends when the broker confirms the cancel,
+/// after the last of them; a broker silent for 5 s ends the wait.
 async fn stop_consuming(
     channel: &Channel,
     tag: &str,
@@ -302,9 +305,7 @@ async fn stop_consuming(
     {
         warn!(error = %e, "could not cancel the consumer");
     }
-    while let Ok(Some(Ok(delivery))) =
-        tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
-    {
+    while let Ok(Some(Ok(delivery))) = tokio::time::timeout(CLOSE_WAIT, consumer.next()).await {
         spawn_process(tasks, delivery, ctx);
     }
 }
