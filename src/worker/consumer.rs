@@ -81,7 +81,7 @@ pub async fn run_consumer(
                 // Everything is settled; a broker that does not answer the close does
                 // not keep the worker from exiting.
                 let close = conn.close(200, "worker stopping".into());
-                if tokio::time::timeout(CLOSE_WAIT, close).await.is_err() {
+                if tokio::time::timeout(BROKER_WAIT, close).await.is_err() {
                     warn!("the broker did not answer the connection close in time");
                 }
                 return Ok(());
@@ -94,7 +94,7 @@ pub async fn run_consumer(
                     "lost the broker: reconnecting"
                 );
                 let _ =
-                    tokio::time::timeout(CLOSE_WAIT, conn.close(320, "reconnecting".into())).await;
+                    tokio::time::timeout(BROKER_WAIT, conn.close(320, "reconnecting".into())).await;
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(delay) => {}
@@ -104,8 +104,9 @@ pub async fn run_consumer(
     }
 }
 
-/// How long closing a connection may take before the worker goes on without the answer.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How long a stopping or reconnecting worker waits on the broker (a connection's close,
+/// the last acks, a consumer's cancel) before it goes on without the answer.
+const BROKER_WAIT: Duration = Duration::from_secs(5);
 
 fn reconnect_backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
@@ -265,7 +266,7 @@ async fn session(
     }
     // Every delivery is settled: send the acks still owed, then close the channels
     // before the connection.
-    if tokio::time::timeout(CLOSE_WAIT, ctx.acks.flush())
+    if tokio::time::timeout(BROKER_WAIT, ctx.acks.flush())
         .await
         .is_err()
     {
@@ -305,7 +306,7 @@ async fn stop_consuming(
     {
         warn!(error = %e, "could not cancel the consumer");
     }
-    while let Ok(Some(Ok(delivery))) = tokio::time::timeout(CLOSE_WAIT, consumer.next()).await {
+    while let Ok(Some(Ok(delivery))) = tokio::time::timeout(BROKER_WAIT, consumer.next()).await {
         spawn_process(tasks, delivery, ctx);
     }
 }
