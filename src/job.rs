@@ -1,6 +1,9 @@
 //! Decoding a delivery into a `Job`: the kind, the id, and the Pushwoosh request the
 //! producer wrote, refused early (before any call) when it cannot be a job at all.
 
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::validate::json_type_name;
@@ -104,11 +107,19 @@ pub const MAX_ID_CHARS: usize = 128;
 /// Decodes a message body. `message_id` is the AMQP property, used when the body has no `id`.
 pub fn decode(body: &[u8], message_id: Option<&str>) -> Result<Job, DecodeError> {
     let fallback_id = message_id.filter(|id| valid_id(id)).map(str::to_owned);
-    let value: Value = serde_json::from_slice(body).map_err(|e| DecodeError::Unparseable {
+    let unparseable = |e: serde_json::Error| DecodeError::Unparseable {
         job_id: fallback_id.clone(),
         message: format!("the job body is not valid UTF-8 JSON: {e}"),
-    })?;
-    let Value::Object(mut request) = value else {
+    };
+    let TopLevel {
+        id: id_value,
+        kind: kind_value,
+        request,
+    } = if body.trim_ascii_start().starts_with(b"{") {
+        serde_json::from_slice(body).map_err(unparseable)?
+    } else {
+        // Only to say what it is instead: a job is an object.
+        let value: Value = serde_json::from_slice(body).map_err(unparseable)?;
         return Err(DecodeError::Invalid {
             job_id: fallback_id,
             kind: None,
@@ -120,36 +131,41 @@ pub fn decode(body: &[u8], message_id: Option<&str>) -> Result<Job, DecodeError>
         });
     };
 
-    let application = request
-        .get("application")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let kind_value = request.shift_remove("kind");
     let kind = kind_value
         .as_ref()
         .and_then(Value::as_str)
         .and_then(JobKind::parse);
-    let id = match request.shift_remove("id") {
-        Some(Value::String(id)) if valid_id(&id) => Ok(id),
-        Some(Value::String(id)) => Err(format!(
-            "\"id\" must be 1 to {MAX_ID_CHARS} characters (it has {})",
-            id.chars().count()
-        )),
-        Some(other) => Err(format!(
-            "\"id\" must be a string, not {}",
-            json_type_name(&other)
-        )),
-        None => fallback_id.clone().ok_or_else(|| {
-            "the job has no id: set \"id\" in the body or the AMQP message_id property".to_owned()
-        }),
-    };
     let invalid = |job_id: Option<String>, message: String| DecodeError::Invalid {
         job_id,
         kind,
-        application: application.clone(),
+        application: request
+            .get("application")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         message,
     };
-    let id = id.map_err(|message| invalid(fallback_id.clone(), message))?;
+    let id = match id_value {
+        Some(Value::String(id)) if valid_id(&id) => id,
+        Some(Value::String(id)) => {
+            let message = format!(
+                "\"id\" must be 1 to {MAX_ID_CHARS} characters (it has {})",
+                id.chars().count()
+            );
+            return Err(invalid(fallback_id, message));
+        }
+        Some(other) => {
+            let message = format!("\"id\" must be a string, not {}", json_type_name(&other));
+            return Err(invalid(fallback_id, message));
+        }
+        None => match fallback_id {
+            Some(id) => id,
+            None => {
+                let message =
+                    "the job has no id: set \"id\" in the body or the AMQP message_id property";
+                return Err(invalid(None, message.to_owned()));
+            }
+        },
+    };
 
     let Some(kind) = kind else {
         let known = JobKind::ALL.map(JobKind::as_str).join(", ");
@@ -171,6 +187,47 @@ pub fn decode(body: &[u8], message_id: Option<&str>) -> Result<Job, DecodeError>
         ));
     }
     Ok(Job { id, kind, request })
+}
+
+/// A job body's object, with `id` and `kind` taken out as it is read: the request keeps
+/// every other field in the producer's order, and is never re-keyed afterwards.
+struct TopLevel {
+    id: Option<Value>,
+    kind: Option<Value>,
+    request: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for TopLevel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = TopLevel;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+                let mut top = TopLevel {
+                    id: None,
+                    kind: None,
+                    request: Map::new(),
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    // A repeated key: the last one wins, as when read into a `Value`.
+                    match key.as_str() {
+                        "id" => top.id = Some(map.next_value()?),
+                        "kind" => top.kind = Some(map.next_value()?),
+                        _ => {
+                            top.request.insert(key, map.next_value()?);
+                        }
+                    }
+                }
+                Ok(top)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 fn valid_id(id: &str) -> bool {
@@ -199,6 +256,35 @@ mod tests {
             serde_json::to_string(&job.request).unwrap(),
             r#"{"application":"A-B","notifications":[{"send_date":"now","content":"hi","geozone":{"lat":22.220,"lng":33.33,"range":110}}],"x_extra":null}"#
         );
+    }
+
+    #[test]
+    fn id_and_kind_are_read_wherever_they_are_and_the_last_of_a_repeated_key_counts() {
+        let body = b" \n {\"application\":\"A\",\"id\":\"first\",\"notifications\":[],\"kind\":\"push\",\"id\":\"last\",\"application\":\"B\"}";
+        let job = decode(body, None).unwrap();
+        assert_eq!(job.id, "last");
+        assert_eq!(job.kind, JobKind::Push);
+        // The request keeps the first position of a repeated key and its last value.
+        assert_eq!(
+            serde_json::to_string(&job.request).unwrap(),
+            r#"{"application":"B","notifications":[]}"#
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_says_what_it_is() {
+        for (body, expected) in [
+            (&b"7"[..], "not a number"),
+            (b" \"push\"", "not a string"),
+            (b"null", "not null"),
+        ] {
+            let msg = invalid_message(decode(body, Some("m")).unwrap_err());
+            assert!(msg.contains(expected), "{msg} should contain {expected}");
+        }
+        assert!(matches!(
+            decode(b"{\"id\":\"a\",", None),
+            Err(DecodeError::Unparseable { .. })
+        ));
     }
 
     #[test]
