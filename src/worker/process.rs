@@ -112,26 +112,39 @@ impl Envelope {
 }
 
 pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
+    // The body is read before the job's span exists, so the span is made once with every
+    // field it carries: a field recorded afterwards is formatted a second time, for every
+    // job, whether or not a line is ever written. (The span below only exists for `debug`
+    // lines about a bad traceparent.)
+    let envelope = tracing::debug_span!("job", delivery_tag = delivery.delivery_tag)
+        .in_scope(|| Envelope::of(&delivery));
+    let decoded = job::decode(&delivery.data, envelope.message_id.as_deref());
+    let (job_id, kind) = match &decoded {
+        Ok(job) => (Some(job.id.as_str()), Some(job.kind.as_str())),
+        Err(DecodeError::Unparseable { job_id, .. } | DecodeError::Invalid { job_id, .. }) => {
+            (job_id.as_deref(), None)
+        }
+    };
+    let trace = envelope.trace.as_ref();
     let span = info_span!(
         "job",
-        job_id = tracing::field::Empty,
-        kind = tracing::field::Empty,
+        job_id,
+        kind,
         delivery_tag = delivery.delivery_tag,
-        trace_id = tracing::field::Empty,
-        parent_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
+        trace_id = trace.map(JobTrace::trace_id),
+        parent_id = trace.map(JobTrace::parent_id),
+        span_id = trace.map(JobTrace::span_id),
     );
-    let envelope = span.in_scope(|| Envelope::of(&delivery));
-    if let Some(trace) = &envelope.trace {
-        span.record("trace_id", trace.trace_id());
-        span.record("parent_id", trace.parent_id());
-        span.record("span_id", trace.span_id());
-    }
     let started = Instant::now();
     ctx.metrics.jobs_in_flight.inc();
     let pending = ctx.acks.pending(delivery.delivery_tag);
     async {
-        let settle = decide(&delivery, &envelope, &ctx).await;
+        let limit = ctx.settings.amqp.delivery_limit;
+        let settle = if envelope.failed_deliveries >= limit {
+            poison(&envelope, &decoded, limit)
+        } else {
+            decide(&delivery, &envelope, decoded, &ctx).await
+        };
         settle_delivery(&delivery, &envelope, &ctx, settle, pending).await;
     }
     .instrument(span)
@@ -142,18 +155,15 @@ pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
         .observe(started.elapsed().as_secs_f64());
 }
 
-async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -> Settle {
-    let span = tracing::Span::current();
-    let limit = ctx.settings.amqp.delivery_limit;
-    if envelope.failed_deliveries >= limit {
-        return poison(delivery, envelope, limit);
-    }
-    let mut job = match job::decode(&delivery.data, envelope.message_id.as_deref()) {
+async fn decide(
+    delivery: &Delivery,
+    envelope: &Envelope,
+    decoded: Result<Job, DecodeError>,
+    ctx: &WorkerContext,
+) -> Settle {
+    let mut job = match decoded {
         Ok(job) => job,
         Err(DecodeError::Unparseable { job_id, message }) => {
-            if let Some(id) = &job_id {
-                span.record("job_id", id.as_str());
-            }
             warn!(error = %message, "unparseable job: rejected and dead-lettered");
             let mut event = envelope.event(job_id, "unknown", None);
             event.status_code = Some(400);
@@ -169,9 +179,6 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
             application,
             message,
         }) => {
-            if let Some(id) = &job_id {
-                span.record("job_id", id.as_str());
-            }
             info!(error = %message, "job rejected");
             let mut event = envelope.event(job_id, kind_name(kind), application);
             event.status_code = Some(210);
@@ -182,9 +189,6 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
             };
         }
     };
-    span.record("job_id", job.id.as_str());
-    span.record("kind", job.kind.as_str());
-
     let mut event = envelope.event(
         Some(job.id.clone()),
         job.kind.as_str(),
@@ -373,11 +377,9 @@ async fn decide(delivery: &Delivery, envelope: &Envelope, ctx: &WorkerContext) -
 
 /// A job whose earlier deliveries all ended without being settled: whatever it does to
 /// a worker, it is not tried again. Failed with a result, and dead-lettered for a look.
-fn poison(delivery: &Delivery, envelope: &Envelope, limit: u32) -> Settle {
-    let span = tracing::Span::current();
-    // Best effort: the body may be what kills workers, so only a cheap look at it.
-    let peek = job::decode(&delivery.data, envelope.message_id.as_deref());
-    let (job_id, kind, application) = match &peek {
+fn poison(envelope: &Envelope, decoded: &Result<Job, DecodeError>, limit: u32) -> Settle {
+    // Only what the decode found out: the job is not looked at any further.
+    let (job_id, kind, application) = match decoded {
         Ok(job) => (
             Some(job.id.clone()),
             job.kind.as_str(),
@@ -391,9 +393,6 @@ fn poison(delivery: &Delivery, envelope: &Envelope, limit: u32) -> Settle {
         }) => (job_id.clone(), kind_name(*kind), application.clone()),
         Err(DecodeError::Unparseable { job_id, .. }) => (job_id.clone(), "unknown", None),
     };
-    if let Some(id) = &job_id {
-        span.record("job_id", id.as_str());
-    }
     error!(
         deliveries = envelope.failed_deliveries,
         "poison job: delivered {} times without finishing; failed and dead-lettered",
