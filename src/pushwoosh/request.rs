@@ -14,11 +14,20 @@ const TRANSACTION_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2b7e_4d0a_5e9b_8c3f_1
 /// The transactionId of a job (`targeted`) or of one notification of a job (`push`).
 /// The same job id always gives the same value, on every attempt and every replica.
 pub fn transaction_id(job_id: &str, notification: Option<usize>) -> String {
-    let name = match notification {
-        Some(index) => format!("{job_id}#{index}"),
-        None => job_id.to_owned(),
+    let uuid = match notification {
+        Some(index) => {
+            let mut name = Vec::with_capacity(job_id.len() + 8);
+            name.extend_from_slice(job_id.as_bytes());
+            name.push(b'#');
+            name.extend_from_slice(index.to_string().as_bytes());
+            Uuid::new_v5(&TRANSACTION_NAMESPACE, &name)
+        }
+        None => Uuid::new_v5(&TRANSACTION_NAMESPACE, job_id.as_bytes()),
     };
-    Uuid::new_v5(&TRANSACTION_NAMESPACE, name.as_bytes()).to_string()
+    // Not `to_string()`: the formatting machinery costs more than the hash.
+    uuid.hyphenated()
+        .encode_lower(&mut Uuid::encode_buffer())
+        .to_owned()
 }
 
 /// Adds the derived transactionIds the job lacks. The producer's own always win.
@@ -83,6 +92,26 @@ mod tests {
         assert_ne!(transaction_id("a", None), transaction_id("b", None));
         assert_ne!(transaction_id("a", Some(0)), transaction_id("a", Some(1)));
         assert_eq!(transaction_id("a", Some(0)).len(), 36);
+    }
+
+    /// A job retried across an upgrade must keep its transactionIds, or Pushwoosh would
+    /// not know the second call for the same push: these values never change. (UUID v5 of
+    /// `<job id>#<index>`, or of the job id, in the namespace above; Python's
+    /// `uuid.uuid5` gives the same.)
+    #[test]
+    fn transaction_ids_are_the_ones_earlier_versions_derived() {
+        assert_eq!(
+            transaction_id("order-4711", Some(0)),
+            "59337774-a533-5474-a1fe-d307c7f41710"
+        );
+        assert_eq!(
+            transaction_id("order-4711", Some(12)),
+            "f32d04e2-3fd0-5478-b2c9-e3589deb8363"
+        );
+        assert_eq!(
+            transaction_id("order-4711", None),
+            "b7f0c266-7af2-578d-a0cc-aefdae211e4f"
+        );
     }
 
     #[test]
