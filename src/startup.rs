@@ -110,7 +110,15 @@ impl Application {
             self.setup.readiness.clone(),
             http_stop.clone(),
         ));
-        let result = run_consumer(self.setup, self.connection, shutdown).await;
+        // On a runtime worker, not the thread that called `block_on`: a delivery then wakes
+        // the thread that runs its job, and the job's task starts there, without waking
+        // another thread to hand it over.
+        let consumer = tokio::spawn(run_consumer(self.setup, self.connection, shutdown));
+        let result = match consumer.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(anyhow::anyhow!("the consumer task was cancelled: {e}")),
+        };
         http_stop.cancel();
         // A scrape under way may finish; a client that holds its connection open does
         // not keep the worker from exiting.
