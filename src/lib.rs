@@ -1,6 +1,7 @@
 //! pushwoosh-worker: consumes jobs from RabbitMQ, calls the Pushwoosh Messages API,
 //! publishes one result event per job.
 
+mod allocator;
 pub mod broker;
 pub mod cli;
 pub mod commands;
