@@ -112,6 +112,9 @@ impl Envelope {
 }
 
 pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
+    let started = Instant::now();
+    // First: whatever happens to this task from here on, the delivery is settled.
+    let pending = ctx.acks.pending(delivery.delivery_tag);
     // The body is read before the job's span exists, so the span is made once with every
     // field it carries: a field recorded afterwards is formatted a second time, for every
     // job, whether or not a line is ever written. (The span below only exists for `debug`
@@ -135,9 +138,7 @@ pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
         parent_id = trace.map(JobTrace::parent_id),
         span_id = trace.map(JobTrace::span_id),
     );
-    let started = Instant::now();
     ctx.metrics.jobs_in_flight.inc();
-    let pending = ctx.acks.pending(delivery.delivery_tag);
     async {
         let limit = ctx.settings.amqp.delivery_limit;
         let settle = if envelope.failed_deliveries >= limit {
