@@ -115,10 +115,11 @@ pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
     let started = Instant::now();
     // First: whatever happens to this task from here on, the delivery is settled.
     let pending = ctx.acks.pending(delivery.delivery_tag);
-    // The body is read before the job's span exists, so the span is made once with every
-    // field it carries: a field recorded afterwards is formatted a second time, for every
-    // job, whether or not a line is ever written. (The span below only exists for `debug`
-    // lines about a bad traceparent.)
+    // The body is read before the job's span exists, so that the span is made once with
+    // every field it carries: each field recorded afterwards costs another pass of the
+    // log formatter, for every job, whether or not a line is ever written. (This
+    // `debug_span` is for the `debug` lines about a bad traceparent; at `info` it costs
+    // nothing.)
     let envelope = tracing::debug_span!("job", delivery_tag = delivery.delivery_tag)
         .in_scope(|| Envelope::of(&delivery));
     let decoded = job::decode(&delivery.data, envelope.message_id.as_deref());
