@@ -272,8 +272,15 @@ async fn session(
     {
         warn!("the last acks could not be sent in time: the broker will redeliver those jobs");
     }
-    let _ = consume_channel.close(200, "worker stopping".into()).await;
-    ctx.publisher.close().await;
+    // Bounded like the connection's close after it: a broker that does not answer does
+    // not keep the worker from exiting (everything is settled by now).
+    let closes = async {
+        let _ = consume_channel.close(200, "worker stopping".into()).await;
+        ctx.publisher.close().await;
+    };
+    if tokio::time::timeout(BROKER_WAIT, closes).await.is_err() {
+        warn!("the broker did not answer the channels' close in time");
+    }
     info!("stopped cleanly");
     Ok(SessionEnd::Stopped)
 }
