@@ -21,23 +21,30 @@ use lapin::{BasicProperties, Channel};
 use pushwoosh_worker::metrics::Metrics;
 use pushwoosh_worker::worker::acks::{Acks, Settlement};
 
-/// `bench __ceiling <amqp url> <queue> <results exchange> <prefetch> <ack coalesce ms>`
+/// `bench __ceiling <amqp url> <queue> <results exchange> <prefetch> <ack coalesce ms> <hold µs>`
 pub const SUBCOMMAND: &str = "__ceiling";
 
 pub fn main(args: &[String]) -> ExitCode {
-    let [url, queue, exchange, prefetch, coalesce] = args else {
-        eprintln!("usage: bench {SUBCOMMAND} URL QUEUE RESULTS_EXCHANGE PREFETCH ACK_COALESCE_MS");
+    let [url, queue, exchange, prefetch, coalesce, hold] = args else {
+        eprintln!(
+            "usage: bench {SUBCOMMAND} URL QUEUE RESULTS_EXCHANGE PREFETCH ACK_COALESCE_MS HOLD_US"
+        );
         return ExitCode::from(2);
     };
-    let (Ok(prefetch), Ok(coalesce)) = (prefetch.parse::<u16>(), coalesce.parse::<u64>()) else {
-        eprintln!("bad prefetch {prefetch:?} or ack coalescing {coalesce:?}");
+    let (Ok(prefetch), Ok(coalesce), Ok(hold)) = (
+        prefetch.parse::<u16>(),
+        coalesce.parse::<u64>(),
+        hold.parse::<u64>(),
+    ) else {
+        eprintln!("bad prefetch {prefetch:?}, ack coalescing {coalesce:?} or hold {hold:?}");
         return ExitCode::from(2);
     };
+    let hold = Duration::from_micros(hold);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run(url, queue, exchange, prefetch, coalesce)) {
+    match runtime.block_on(run(url, queue, exchange, prefetch, coalesce, hold)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ceiling: {e:#}");
@@ -52,6 +59,7 @@ async fn run(
     exchange: &str,
     prefetch: u16,
     coalesce_ms: u64,
+    hold: Duration,
 ) -> anyhow::Result<()> {
     let conn = super::broker::connect(url).await?;
     let publish = conn.create_channel().await?;
@@ -77,6 +85,7 @@ async fn run(
             Arc::new(Metrics::new()),
         )
     });
+    let held = Arc::new(Held::default());
     println!("ready");
     let exchange: lapin::types::ShortString = exchange.into();
     while let Some(delivery) = consumer.next().await {
@@ -84,7 +93,13 @@ async fn run(
         let publish = publish.clone();
         let exchange = exchange.clone();
         let acks = acks.clone();
+        let held = held.clone();
         tokio::spawn(async move {
+            if !hold.is_zero() {
+                let start = std::time::Instant::now();
+                tokio::time::sleep(hold).await;
+                held.record(start.elapsed());
+            }
             if let Err(e) = settle(&publish, exchange, delivery, acks.as_ref()).await {
                 eprintln!("ceiling: {e}");
             }
@@ -138,4 +153,29 @@ fn result_body(job_id: &str) -> Vec<u8> {
         r#"{{"job_id":"{job_id}","kind":"push","outcome":"ok","status_code":200,"status_message":"OK","message_codes":["A3F9-E5ED0793-E6B257D7"],"response":{{"Messages":["A3F9-E5ED0793-E6B257D7"]}},"attempts":1,"application":"ABCDE-12345","received_at":"2026-11-22T23:45:20.966Z","completed_at":"2026-11-22T23:45:20.967Z","redelivered":false}}"#
     )
     .into_bytes()
+}
+
+/// How long the ceiling really held its jobs: tokio's timer rounds a sleep up to its
+/// next millisecond tick. Written to the ceiling's log every 1,000 jobs.
+#[derive(Default)]
+struct Held {
+    jobs: std::sync::atomic::AtomicU64,
+    micros: std::sync::atomic::AtomicU64,
+}
+
+impl Held {
+    fn record(&self, held: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let micros = self
+            .micros
+            .fetch_add(held.as_micros() as u64, Relaxed)
+            .wrapping_add(held.as_micros() as u64);
+        let jobs = self.jobs.fetch_add(1, Relaxed) + 1;
+        if jobs.is_multiple_of(1_000) {
+            eprintln!(
+                "held {jobs} jobs, {:.2} ms each on average",
+                micros as f64 / jobs as f64 / 1000.0
+            );
+        }
+    }
 }

@@ -79,6 +79,14 @@ pub struct Args {
         default_value = "concurrent,drain"
     )]
     pub modes: Vec<Mode>,
+    /// Latency-hiding modes to run (the issue names none for this target: both are shown).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "concurrent,drain"
+    )]
+    pub latency_modes: Vec<Mode>,
     /// Mock latency (ms) for the latency, service and memory scenarios.
     #[arg(long, default_value_t = 50)]
     pub latency_ms: u64,

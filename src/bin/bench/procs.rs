@@ -68,6 +68,7 @@ impl Proc {
         results_exchange: &str,
         prefetch: u16,
         ack_coalesce_ms: u64,
+        hold: Duration,
         log: PathBuf,
     ) -> anyhow::Result<Self> {
         let file = std::fs::File::create(&log)?;
@@ -75,6 +76,7 @@ impl Proc {
             .args([super::ceiling::SUBCOMMAND, url, queue, results_exchange])
             .arg(prefetch.to_string())
             .arg(ack_coalesce_ms.to_string())
+            .arg(hold.as_micros().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(file))

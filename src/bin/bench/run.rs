@@ -62,8 +62,9 @@ impl Bench {
 pub enum Consumer {
     /// The worker binary with this environment (on top of names, mock and prefetch).
     Worker(Vec<(String, String)>),
-    /// The no-HTTP loop.
-    Ceiling,
+    /// The no-HTTP loop; it holds each job this long before publishing its result (a
+    /// sleep standing for the API call), zero for none.
+    Ceiling(Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +122,8 @@ pub struct Measured {
     pub acks: Option<u64>,
     /// The worker's mean API call duration (its own histogram), ms.
     pub call_ms: Option<f64>,
+    /// A holding ceiling's mean hold (from its log), ms.
+    pub hold_ms: Option<f64>,
     /// The worker's mean time from delivery to settlement, and from a result's publish to
     /// its confirm, ms.
     pub job_ms: Option<f64>,
@@ -202,13 +205,14 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
             all.extend(bench.extra_env.iter().cloned());
             Proc::worker(&bench.worker_bin, &all, log).await?
         }
-        Consumer::Ceiling => {
+        Consumer::Ceiling(hold) => {
             Proc::ceiling(
                 &bench.amqp_url,
                 &amqp.jobs_queue,
                 &amqp.results_exchange,
                 spec.prefetch,
                 bench.ceiling_ack_coalesce_ms,
+                *hold,
                 log,
             )
             .await?
@@ -360,6 +364,7 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
         confirm_ms: metrics
             .as_deref()
             .and_then(|m| mean_ms(m, "pushwoosh_worker_result_publish_seconds")),
+        hold_ms: held_ms(&log_path),
         max_in_flight,
         machine_busy: machine0.zip(machine1).map(|(a, b)| a.busy_since(b)),
         broker_cpu_ms: broker0.zip(broker1).map(|(a, b)| b - a),
@@ -368,6 +373,13 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
         log_bytes: std::fs::metadata(&log_path).ok().map(|m| m.len()),
         stopped_short: collected.stopped_short.clone(),
     })
+}
+
+/// A holding ceiling's last "held N jobs, X ms each on average" log line: X.
+fn held_ms(log: &std::path::Path) -> Option<f64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rev().find(|l| l.starts_with("held "))?;
+    line.split(", ").nth(1)?.split(' ').next()?.parse().ok()
 }
 
 /// A histogram's mean, in ms.
