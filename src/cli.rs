@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::settings::Settings;
@@ -42,15 +43,37 @@ pub enum Command {
     Sandbox(crate::sandbox::SandboxArgs),
 }
 
-pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Run => {
-            let settings = Settings::load(cli.config.as_deref())?;
+/// Runs a command on its own tokio runtime: `run` with `runtime.worker_threads` threads,
+/// the others with tokio's default.
+pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(cli.command, Command::Run) {
+        let settings = Settings::load(cli.config.as_deref())?;
+        return runtime(settings.runtime.worker_threads)?.block_on(async {
             let _logs = telemetry::init_buffered(settings.log.format);
             let app = Application::build(settings).await?;
             app.run_until_stopped(shutdown_on_signals()).await?;
             Ok(ExitCode::SUCCESS)
-        }
+        });
+    }
+    runtime(0)?.block_on(command(cli))
+}
+
+/// A multi-threaded runtime with `worker_threads` threads; 0 leaves it to tokio (one a
+/// core, or `TOKIO_WORKER_THREADS`).
+fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+async fn command(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run => unreachable!("`run` has its own runtime, see main"),
         Command::Validate { file } => {
             let settings = Settings::load(cli.config.as_deref())?;
             let invalid = crate::commands::validate::run(

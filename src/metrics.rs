@@ -112,6 +112,7 @@ pub struct Metrics {
     pub retries: Family<RetryLabels, Counter>,
     pub dead_letters: Family<ReasonLabels, Counter>,
     pub jobs_in_flight: Gauge,
+    pub runtime_worker_threads: Gauge,
     pub broker_connected: Gauge,
     pub consuming: Gauge,
     pub breaker_open: Gauge,
@@ -171,6 +172,12 @@ impl Metrics {
             "jobs_in_flight",
             "Jobs taken off the queue and not yet settled",
             jobs_in_flight.clone(),
+        );
+        let runtime_worker_threads = Gauge::default();
+        registry.register(
+            "runtime_worker_threads",
+            "Threads running the worker's tasks (runtime.worker_threads)",
+            runtime_worker_threads.clone(),
         );
         let broker_connected = Gauge::default();
         registry.register(
@@ -280,6 +287,7 @@ impl Metrics {
             retries,
             dead_letters,
             jobs_in_flight,
+            runtime_worker_threads,
             broker_connected,
             consuming,
             breaker_open,

@@ -24,6 +24,7 @@ pub struct Settings {
     pub breaker: BreakerSettings,
     pub rate_limit: RateLimitSettings,
     pub batch: BatchSettings,
+    pub runtime: RuntimeSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -211,6 +212,21 @@ impl Default for ShutdownSettings {
         Self {
             grace_period_ms: 25_000,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Threads that run the worker's tasks (`pushwoosh-worker run` only); 0 = tokio's
+    /// default, one a core or `TOKIO_WORKER_THREADS`. The broker connection does its socket
+    /// I/O on a thread of its own either way.
+    pub worker_threads: usize,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self { worker_threads: 1 }
     }
 }
 
@@ -502,6 +518,7 @@ mod tests {
         assert_eq!(s.amqp.queue_type, QueueType::Quorum);
         assert_eq!(s.pushwoosh.api_url, "https://api.pushwoosh.com/json/1.3");
         assert_eq!(s.http.listen, "127.0.0.1:9464");
+        assert_eq!(s.runtime.worker_threads, 1);
     }
 
     #[test]

@@ -58,6 +58,10 @@ impl Application {
         topology.declare(&channel).await?;
         let _ = channel.close(200, "declared".into()).await;
         let metrics = Arc::new(Metrics::new());
+        let threads = tokio::runtime::Handle::current().metrics().num_workers();
+        metrics
+            .runtime_worker_threads
+            .set(i64::try_from(threads).unwrap_or(i64::MAX));
         let readiness = Arc::new(Readiness::default());
         let breaker = Arc::new(CircuitBreaker::new(
             &settings.breaker,

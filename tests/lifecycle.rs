@@ -256,3 +256,45 @@ async fn readyz_is_503_until_consuming() {
     assert_eq!(common::http_get(addr, "/readyz").await.0, 200);
     stop.cancel();
 }
+
+/// `run` builds its runtime from `runtime.worker_threads` (default 1) and says so in
+/// /metrics.
+#[tokio::test]
+async fn the_binary_runs_on_the_configured_number_of_runtime_threads() {
+    let mock = common::answering_ok().await;
+    let settings = test_settings(&mock.uri()).await;
+    common::declare_topology(&settings).await;
+    for (threads, expected) in [(None, 1), (Some("3"), 3)] {
+        let port = {
+            let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            free.local_addr().unwrap().port()
+        };
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut cmd = common::worker_command(&settings);
+        cmd.env("PUSHWOOSH_WORKER__HTTP__LISTEN", addr.to_string());
+        if let Some(threads) = threads {
+            cmd.env("PUSHWOOSH_WORKER__RUNTIME__WORKER_THREADS", threads);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut ready = false;
+        for _ in 0..200 {
+            if common::http_get(addr, "/readyz").await.0 == 200 {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            ready,
+            "the worker never became ready: {}",
+            common::worker_log(&settings)
+        );
+        let metrics = common::http_get(addr, "/metrics").await.1;
+        let line = format!("pushwoosh_worker_runtime_worker_threads {expected}");
+        assert!(metrics.contains(&line), "want {line:?} in\n{metrics}");
+        common::sigterm(&child).await;
+        let status = common::exit_status(&mut child, Duration::from_secs(20)).await;
+        assert!(status.success(), "exit status {status:?}");
+    }
+    common::cleanup(&settings);
+}
