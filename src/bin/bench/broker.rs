@@ -132,6 +132,8 @@ fn job_index(id: &str) -> Option<usize> {
 /// When each job was published, ns after `base` (0: not yet).
 pub struct Stamps {
     base: Instant,
+    /// The wall clock at `base`, to place the worker's `received_at`/`completed_at`.
+    wall_base: std::time::SystemTime,
     at: Vec<AtomicU64>,
 }
 
@@ -139,8 +141,18 @@ impl Stamps {
     pub fn new(jobs: usize) -> Self {
         Self {
             base: Instant::now(),
+            wall_base: std::time::SystemTime::now(),
             at: (0..jobs).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// A wall-clock RFC 3339 time from a result event, on this run's monotonic clock.
+    fn instant_of(&self, rfc3339: &str) -> Option<Instant> {
+        let wall: std::time::SystemTime = chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .ok()?
+            .with_timezone(&chrono::Utc)
+            .into();
+        Some(self.base + wall.duration_since(self.wall_base).ok()?)
     }
 
     fn set(&self, i: usize, at: Instant) {
@@ -256,6 +268,9 @@ pub struct Collected {
     pub not_ok: usize,
     /// Publish-to-result, µs, for jobs from index `warmup` on.
     pub latencies_us: Vec<u64>,
+    /// The same jobs' publish-to-result split at the worker's `received_at` and
+    /// `completed_at` (ms precision), where the result carries them.
+    pub legs: Vec<Legs>,
     pub first: Option<Instant>,
     pub last: Option<Instant>,
     /// Why collecting stopped short, if it did.
@@ -268,6 +283,22 @@ struct ResultLite<'a> {
     job_id: Option<&'a str>,
     #[serde(borrow)]
     outcome: &'a str,
+    #[serde(borrow)]
+    received_at: Option<&'a str>,
+    #[serde(borrow)]
+    completed_at: Option<&'a str>,
+}
+
+/// One job's publish-to-result time and its three legs, µs: from the publish to the
+/// worker's receipt (the queue and the broker's delivery), in the worker (receipt to the
+/// result's creation: decode, batching, the call), and from there to the bench (the
+/// result's publish and the broker's delivery of it).
+#[derive(Debug, Clone, Copy)]
+pub struct Legs {
+    pub total_us: u64,
+    pub to_worker_us: i64,
+    pub in_worker_us: i64,
+    pub back_us: i64,
 }
 
 impl Collector {
@@ -328,6 +359,10 @@ impl Collector {
             };
             let now = Instant::now();
             let lite: Option<ResultLite> = serde_json::from_slice(&delivery.data).ok();
+            let times = lite
+                .as_ref()
+                .and_then(|r| Some((r.received_at?, r.completed_at?)))
+                .and_then(|(r, c)| Some((self.stamps.instant_of(r)?, self.stamps.instant_of(c)?)));
             let Some((index, ok)) =
                 lite.and_then(|r| Some((job_index(r.job_id?)?, r.outcome == "ok")))
             else {
@@ -350,8 +385,23 @@ impl Collector {
             if index >= warmup
                 && let Some(at) = self.stamps.get(index)
             {
-                out.latencies_us
-                    .push(now.duration_since(at).as_micros() as u64);
+                let total_us = now.duration_since(at).as_micros() as u64;
+                out.latencies_us.push(total_us);
+                if let Some((received, completed)) = times {
+                    let us = |a: Instant, b: Instant| {
+                        if b >= a {
+                            b.duration_since(a).as_micros() as i64
+                        } else {
+                            -(a.duration_since(b).as_micros() as i64)
+                        }
+                    };
+                    out.legs.push(Legs {
+                        total_us,
+                        to_worker_us: us(at, received),
+                        in_worker_us: us(received, completed),
+                        back_us: us(completed, now),
+                    });
+                }
             }
         }
         out

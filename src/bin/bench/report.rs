@@ -58,6 +58,11 @@ pub fn row(m: &Measured) {
             "a job {j:.1} ms in the worker on average (a call {c:.1}, a result's confirm {p:.1})"
         ));
     }
+    if let Some((n, to, inside, back)) = m.tail_legs {
+        notes.push(format!(
+            "the slowest {n} jobs: {to:.1} ms to the worker, {inside:.1} in it, {back:.1} back"
+        ));
+    }
     if let Some(a) = m.acks {
         notes.push(format!(
             "{:.2} acks/job",

@@ -112,6 +112,9 @@ pub struct Measured {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
+    /// The slowest 1% of jobs (publish to result): how many, and the mean of each leg, ms
+    /// (to the worker, in it, back).
+    pub tail_legs: Option<(usize, f64, f64, f64)>,
     pub publish_per_s: Option<f64>,
     pub peak_rss_kb: Option<u64>,
     pub idle_rss_kb: Option<u64>,
@@ -333,6 +336,7 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
         } else {
             0.0
         },
+        tail_legs: tail_legs(&collected.legs, spec.load == Load::Drain),
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         max_ms: pct(1.0),
@@ -373,6 +377,26 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
         log_bytes: std::fs::metadata(&log_path).ok().map(|m| m.len()),
         stopped_short: collected.stopped_short.clone(),
     })
+}
+
+/// Where the slowest 1% of jobs spent their time (not for a drain: jobs waited in the
+/// queue by design).
+fn tail_legs(legs: &[super::broker::Legs], drain: bool) -> Option<(usize, f64, f64, f64)> {
+    if drain || legs.len() < 100 {
+        return None;
+    }
+    let mut legs = legs.to_vec();
+    legs.sort_unstable_by_key(|l| std::cmp::Reverse(l.total_us));
+    let tail = &legs[..legs.len() / 100];
+    let mean = |f: fn(&super::broker::Legs) -> i64| {
+        tail.iter().map(|l| f(l) as f64).sum::<f64>() / tail.len() as f64 / 1000.0
+    };
+    Some((
+        tail.len(),
+        mean(|l| l.to_worker_us),
+        mean(|l| l.in_worker_us),
+        mean(|l| l.back_us),
+    ))
 }
 
 /// A holding ceiling's last "held N jobs, X ms each on average" log line: X.
