@@ -256,6 +256,9 @@ pub struct Collector {
     _conn: Connection,
     consumer: Consumer,
     stamps: Arc<Stamps>,
+    /// Split each result's time at the worker's timestamps (`Collected::legs`): two
+    /// timestamp parses a result, on the cores the worker needs, so only when asked.
+    pub split_legs: bool,
 }
 
 /// What came back.
@@ -316,6 +319,7 @@ impl Collector {
             _conn: conn,
             consumer,
             stamps,
+            split_legs: false,
         })
     }
 
@@ -361,6 +365,7 @@ impl Collector {
             let lite: Option<ResultLite> = serde_json::from_slice(&delivery.data).ok();
             let times = lite
                 .as_ref()
+                .filter(|_| self.split_legs)
                 .and_then(|r| Some((r.received_at?, r.completed_at?)))
                 .and_then(|(r, c)| Some((self.stamps.instant_of(r)?, self.stamps.instant_of(c)?)));
             let Some((index, ok)) =
