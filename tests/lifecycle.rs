@@ -264,7 +264,7 @@ async fn the_binary_runs_on_the_configured_number_of_runtime_threads() {
     let mock = common::answering_ok().await;
     let settings = test_settings(&mock.uri()).await;
     common::declare_topology(&settings).await;
-    for (threads, expected) in [(None, 1), (Some("3"), 3)] {
+    for (threads, expected) in [(None, 1.0), (Some("3"), 3.0)] {
         let port = {
             let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             free.local_addr().unwrap().port()
@@ -290,8 +290,11 @@ async fn the_binary_runs_on_the_configured_number_of_runtime_threads() {
             common::worker_log(&settings)
         );
         let metrics = common::http_get(addr, "/metrics").await.1;
-        let line = format!("pushwoosh_worker_runtime_worker_threads {expected}");
-        assert!(metrics.contains(&line), "want {line:?} in\n{metrics}");
+        assert_eq!(
+            common::metric(&metrics, "pushwoosh_worker_runtime_worker_threads"),
+            expected,
+            "{metrics}"
+        );
         common::sigterm(&child).await;
         let status = common::exit_status(&mut child, Duration::from_secs(20)).await;
         assert!(status.success(), "exit status {status:?}");

@@ -148,11 +148,16 @@ impl Ledger {
         // One multiple ack for the whole run, if it holds any ack not yet sent (those
         // sent on their own, or handed back, are no longer the broker's to ack: a
         // multiple ack passes over them).
-        let rest = self.owed.split_off(&self.base);
-        if let Some((&tag, _)) = self.owed.last_key_value() {
+        let mut up_to = None;
+        while let Some(entry) = self.owed.first_entry() {
+            if *entry.key() >= self.base {
+                break;
+            }
+            up_to = Some(entry.remove_entry().0);
+        }
+        if let Some(tag) = up_to {
             out.push(Command::AckUpTo(tag));
         }
-        self.owed = rest;
         // Behind a delivery at work: alone, once they have waited long enough.
         let mut next = None::<Instant>;
         self.owed.retain(|&tag, &mut since| {
