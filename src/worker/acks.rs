@@ -12,7 +12,8 @@
 //! - a hand-back (`nack`, requeue) goes out at once, on its own;
 //! - the run of finished deliveries from the oldest unsettled one on goes out as one
 //!   multiple ack, as soon as the task gets to it (it wakes once for whatever finished
-//!   meanwhile: under load, many; when quiet, one, at once);
+//!   meanwhile, and lets the jobs finishing in the same turn of the runtime join: under
+//!   load, many; when quiet, one, at once);
 //! - a finished delivery behind one still at work waits at most `amqp.ack_coalesce_ms`
 //!   for it, then is acked on its own, so a slow job does not hold the prefetch credit
 //!   of the jobs after it.
@@ -280,6 +281,13 @@ async fn run(
         if got == 0 {
             // Every handle is gone: the session is over.
             return;
+        }
+        if got != usize::MAX {
+            // The jobs finishing in this same turn of the runtime go in the same ack.
+            tokio::task::yield_now().await;
+            while let Ok(message) = rx.try_recv() {
+                messages.push(message);
+            }
         }
         let now = Instant::now();
         let mut flushed = Vec::new();
