@@ -25,6 +25,20 @@ fn counter(metrics: &str, series: &str) -> u64 {
     common::metric(metrics, series) as u64
 }
 
+/// The single and the multiple acks sent, from /metrics text.
+fn acks_sent(metrics: &str) -> (u64, u64) {
+    (
+        counter(
+            metrics,
+            r#"pushwoosh_worker_settle_commands_total{command="ack"}"#,
+        ),
+        counter(
+            metrics,
+            r#"pushwoosh_worker_settle_commands_total{command="ack_multiple"}"#,
+        ),
+    )
+}
+
 #[tokio::test]
 async fn jobs_that_finish_together_are_acked_together() {
     // A filled queue: the worker takes 128 at a time, and they finish close together.
@@ -42,14 +56,7 @@ async fn jobs_that_finish_together_are_acked_together() {
         assert_eq!(r["outcome"], "ok", "{r}");
     }
     let metrics = app.metrics().await;
-    let single = counter(
-        &metrics,
-        r#"pushwoosh_worker_settle_commands_total{command="ack"}"#,
-    );
-    let multiple = counter(
-        &metrics,
-        r#"pushwoosh_worker_settle_commands_total{command="ack_multiple"}"#,
-    );
+    let (single, multiple) = acks_sent(&metrics);
     println!("300 jobs settled with {single} single and {multiple} multiple acks");
     assert!(multiple > 0, "no multiple ack:\n{metrics}");
     assert!(
@@ -137,14 +144,7 @@ async fn a_burst_of_jobs_finishing_in_one_turn_takes_one_ack() {
         acks.flush().await;
     }
     let metrics = metrics.render();
-    let single = counter(
-        &metrics,
-        r#"pushwoosh_worker_settle_commands_total{command="ack"}"#,
-    );
-    let multiple = counter(
-        &metrics,
-        r#"pushwoosh_worker_settle_commands_total{command="ack_multiple"}"#,
-    );
+    let (single, multiple) = acks_sent(&metrics);
     println!("{BURSTS} bursts of {BURST} jobs: {single} single and {multiple} multiple acks");
     assert_eq!(single, 0, "{metrics}");
     assert!(
