@@ -79,22 +79,12 @@ async fn the_worker_rides_through_a_broker_restart_and_every_job_gets_a_result()
         .await
         .unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let http = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let http = common::free_local_addr();
     let mut child = common::worker_command(&settings)
         .env("PUSHWOOSH_WORKER__HTTP__LISTEN", http.to_string())
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if common::http_get(http, "/readyz").await.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_ready(http, Duration::from_secs(5)).await;
     assert_eq!(common::http_get(http, "/readyz").await.0, 200);
 
     for i in 0..20 {

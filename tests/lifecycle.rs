@@ -265,27 +265,15 @@ async fn the_binary_runs_on_the_configured_number_of_runtime_threads() {
     let settings = test_settings(&mock.uri()).await;
     common::declare_topology(&settings).await;
     for (threads, expected) in [(None, 1.0), (Some("3"), 3.0)] {
-        let port = {
-            let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            free.local_addr().unwrap().port()
-        };
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let addr = common::free_local_addr();
         let mut cmd = common::worker_command(&settings);
         cmd.env("PUSHWOOSH_WORKER__HTTP__LISTEN", addr.to_string());
         if let Some(threads) = threads {
             cmd.env("PUSHWOOSH_WORKER__RUNTIME__WORKER_THREADS", threads);
         }
         let mut child = cmd.spawn().unwrap();
-        let mut ready = false;
-        for _ in 0..200 {
-            if common::http_get(addr, "/readyz").await.0 == 200 {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         assert!(
-            ready,
+            common::wait_ready(addr, Duration::from_secs(10)).await,
             "the worker never became ready: {}",
             common::worker_log(&settings)
         );

@@ -167,13 +167,10 @@ impl TestApp {
     }
 
     pub async fn wait_ready(&self) {
-        for _ in 0..100 {
-            if http_get(self.http_addr, "/readyz").await.0 == 200 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the worker never became ready");
+        assert!(
+            wait_ready(self.http_addr, Duration::from_secs(5)).await,
+            "the worker never became ready"
+        );
     }
 
     /// Publishes a job (a JSON value) to the jobs exchange, confirmed.
@@ -462,6 +459,32 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// A Pushwoosh success answer.
+/// Whether the worker listening on `addr` answers /readyz with 200 within `within`
+/// (polled every 50 ms).
+pub async fn wait_ready(addr: SocketAddr, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if http_get(addr, "/readyz").await.0 == 200 {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A local address with a port free right now, for a worker's HTTP listener that a test
+/// must know in advance.
+pub fn free_local_addr() -> SocketAddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 pub fn ok_answer(response: Value) -> wiremock::ResponseTemplate {
     wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
         "status_code": 200, "status_message": "OK", "response": response
