@@ -116,6 +116,41 @@ pub fn spread(values: &[f64]) -> String {
     format!(" (runs: {} to {})", thousands(lo), thousands(hi))
 }
 
+/// The middle value (the mean of the two middle ones for an even count); 0 for none. A
+/// verdict on the median of paired runs is not swung by one run on a slow moment of the VM.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+/// Each run's ratio to the run it was paired with (run i of one against run i of the other).
+pub fn paired_ratios(numerators: &[f64], denominators: &[f64]) -> Vec<f64> {
+    numerators
+        .iter()
+        .zip(denominators)
+        .filter(|&(_, &d)| d > 0.0)
+        .map(|(n, d)| n / d)
+        .collect()
+}
+
+/// `, each run 84, 91, 85%` when there was more than one run.
+pub fn each_percent(ratios: &[f64]) -> String {
+    if ratios.len() < 2 {
+        return String::new();
+    }
+    let each: Vec<String> = ratios.iter().map(|r| format!("{:.0}", r * 100.0)).collect();
+    format!(", each run {}%", each.join(", "))
+}
+
 /// `meets` / `MISSES` a target.
 pub fn verdict(ok: bool) -> &'static str {
     if ok {
@@ -136,4 +171,32 @@ pub fn thousands(v: f64) -> String {
         out.push(c);
     }
     if n < 0 { format!("-{out}") } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_run_or_the_mean_of_the_two_middle_ones() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[0.84]), 0.84);
+        assert_eq!(median(&[0.95, 0.81, 0.85]), 0.85);
+        assert_eq!(median(&[90.0, 80.0, 70.0, 100.0]), 85.0);
+    }
+
+    #[test]
+    fn ratios_pair_runs_by_position_and_skip_an_empty_denominator() {
+        assert_eq!(
+            paired_ratios(&[90.0, 80.0, 50.0], &[100.0, 0.0, 100.0]),
+            vec![0.9, 0.5]
+        );
+        assert_eq!(paired_ratios(&[1.0, 2.0], &[1.0]), vec![1.0]);
+    }
+
+    #[test]
+    fn each_run_is_listed_only_when_there_were_several() {
+        assert_eq!(each_percent(&[0.844]), "");
+        assert_eq!(each_percent(&[0.844, 0.91]), ", each run 84, 91%");
+    }
 }
