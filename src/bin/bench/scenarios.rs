@@ -235,19 +235,19 @@ async fn pair(
         prefetch,
         latency_ms,
     );
-    if run % 2 == 1 {
-        let worker = run_row(bench, &w).await?;
-        let ceiling = match ceiling {
-            Some(c) => Some(run_row(bench, &c).await?),
-            None => None,
-        };
-        return Ok((ceiling, worker));
-    }
+    let worker_first = match run % 2 {
+        1 => Some(run_row(bench, &w).await?),
+        _ => None,
+    };
     let ceiling = match ceiling {
         Some(c) => Some(run_row(bench, &c).await?),
         None => None,
     };
-    Ok((ceiling, run_row(bench, &w).await?))
+    let worker = match worker_first {
+        Some(worker) => worker,
+        None => run_row(bench, &w).await?,
+    };
+    Ok((ceiling, worker))
 }
 
 /// The worker's share of its ceiling: the median of the per-pair ratios (each worker run
@@ -395,11 +395,12 @@ fn latency_line(
     let theory = f64::from(prefetch) / (model_call_ms(args) / 1000.0);
     let w = mean(&rates(worker));
     let of_theory: Vec<f64> = rates(worker).iter().map(|r| r / theory).collect();
+    let share_of_theory = median(&of_theory);
     let mut line = format!(
         "  {mode_name}, prefetch {prefetch}: worker {} jobs/s{} = {:.1}% of {prefetch}/{:.1} ms = {} jobs/s{}",
         thousands(w),
         spread(&rates(worker)),
-        median(&of_theory) * 100.0,
+        share_of_theory * 100.0,
         model_call_ms(args),
         thousands(theory),
         if of_theory.len() > 1 {
@@ -413,7 +414,7 @@ fn latency_line(
     if targets && prefetch == 256 {
         line += &format!(
             " (target >= 90% of it: {})",
-            verdict(median(&of_theory) >= 0.90)
+            verdict(share_of_theory >= 0.90)
         );
     }
     // What a slot spends beyond its call (the worker) or its hold (the holding ceiling):
@@ -462,7 +463,7 @@ fn latency_line(
                     model_call_ms(args),
                     thousands(theory),
                     model_call_ms(args),
-                    median(&of_theory) * 100.0,
+                    share_of_theory * 100.0,
                 );
             }
         }
