@@ -59,6 +59,11 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: circuit breaker open: Pushwoosh is failing\n",
         )
+    } else if state.readiness.cannot_publish() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: cannot publish results (the publish channel is closed and could not be opened again)\n",
+        )
     } else if state.readiness.is_ready() {
         (
             StatusCode::OK,

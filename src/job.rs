@@ -37,7 +37,7 @@ impl JobKind {
         Self::ALL.into_iter().find(|k| k.as_str() == kind)
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             JobKind::Push => "push",
             JobKind::Sms => "sms",
@@ -88,7 +88,8 @@ impl Job {
 /// Why a delivery is not a job. Each carries what the result event needs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DecodeError {
-    /// Not UTF-8 JSON at all: rejected, and the raw bytes are dead-lettered.
+    /// Not a JSON object (not UTF-8 JSON at all, or JSON of another type): rejected, and
+    /// the raw bytes are dead-lettered.
     Unparseable {
         job_id: Option<String>,
         message: String,
@@ -100,9 +101,31 @@ pub enum DecodeError {
         application: Option<String>,
         message: String,
     },
+    /// Larger than the worker reads: rejected undecoded, and dead-lettered.
+    TooLarge {
+        job_id: Option<String>,
+        bytes: usize,
+        max: usize,
+    },
 }
 
 pub const MAX_ID_CHARS: usize = 128;
+
+/// [`decode`], for a body of at most `max_bytes`: a larger one is not read at all.
+pub fn decode_within(
+    body: &[u8],
+    message_id: Option<&str>,
+    max_bytes: usize,
+) -> Result<Job, DecodeError> {
+    if body.len() > max_bytes {
+        return Err(DecodeError::TooLarge {
+            job_id: message_id.filter(|id| valid_id(id)).map(str::to_owned),
+            bytes: body.len(),
+            max: max_bytes,
+        });
+    }
+    decode(body, message_id)
+}
 
 /// Decodes a message body. `message_id` is the AMQP property, used when the body has no `id`.
 pub fn decode(body: &[u8], message_id: Option<&str>) -> Result<Job, DecodeError> {
@@ -118,12 +141,11 @@ pub fn decode(body: &[u8], message_id: Option<&str>) -> Result<Job, DecodeError>
     } = if body.trim_ascii_start().starts_with(b"{") {
         serde_json::from_slice(body).map_err(unparseable)?
     } else {
-        // Only to say what it is instead: a job is an object.
+        // JSON of another type is no more a job than bytes that are not JSON; the
+        // decode only says what it is instead.
         let value: Value = serde_json::from_slice(body).map_err(unparseable)?;
-        return Err(DecodeError::Invalid {
+        return Err(DecodeError::Unparseable {
             job_id: fallback_id,
-            kind: None,
-            application: None,
             message: format!(
                 "the job body must be a JSON object, not {}",
                 json_type_name(&value)
@@ -171,7 +193,10 @@ pub fn decode(body: &[u8], message_id: Option<&str>) -> Result<Job, DecodeError>
         let known = JobKind::ALL.map(JobKind::as_str).join(", ");
         let message = match kind_value {
             None => format!("the job has no \"kind\" (one of {known})"),
-            Some(Value::String(k)) => format!("unknown kind \"{k}\" (expected one of {known})"),
+            Some(Value::String(k)) => {
+                let k = crate::result_event::excerpt(&k, 40).unwrap_or(k);
+                format!("unknown kind \"{k}\" (expected one of {known})")
+            }
             Some(other) => format!(
                 "\"kind\" must be a string, not {} (one of {known})",
                 json_type_name(&other)
@@ -271,20 +296,43 @@ mod tests {
         );
     }
 
+    fn unparseable_message(err: DecodeError) -> (Option<String>, String) {
+        match err {
+            DecodeError::Unparseable { job_id, message } => (job_id, message),
+            other => panic!("expected Unparseable, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn a_body_that_is_not_an_object_says_what_it_is() {
+    fn a_body_that_is_not_an_object_is_unparseable_and_says_what_it_is() {
         for (body, expected) in [
             (&b"7"[..], "not a number"),
             (b" \"push\"", "not a string"),
             (b"null", "not null"),
+            (b"[1,2]", "must be a JSON object, not an array"),
         ] {
-            let msg = invalid_message(decode(body, Some("m")).unwrap_err());
+            let (job_id, msg) = unparseable_message(decode(body, Some("m")).unwrap_err());
+            assert_eq!(job_id.as_deref(), Some("m"));
             assert!(msg.contains(expected), "{msg} should contain {expected}");
         }
         assert!(matches!(
             decode(b"{\"id\":\"a\",", None),
             Err(DecodeError::Unparseable { .. })
         ));
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_not_read() {
+        let body = br#"{"id":"a","kind":"cancel","message":"X"}"#;
+        assert!(decode_within(body, None, body.len()).is_ok());
+        assert_eq!(
+            decode_within(body, Some("m"), body.len() - 1).unwrap_err(),
+            DecodeError::TooLarge {
+                job_id: Some("m".into()),
+                bytes: body.len(),
+                max: body.len() - 1
+            }
+        );
     }
 
     #[test]
@@ -298,7 +346,6 @@ mod tests {
     #[test]
     fn refuses_what_cannot_be_a_job() {
         let cases: &[(&[u8], &str)] = &[
-            (br#"[1,2]"#, "must be a JSON object, not an array"),
             (br#"{"id":"a","kind":"pigeon"}"#, "unknown kind \"pigeon\""),
             (br#"{"id":"a"}"#, "no \"kind\""),
             (br#"{"id":7,"kind":"push"}"#, "\"id\" must be a string"),

@@ -12,18 +12,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::broker::DeadReason;
 use crate::job::JobKind;
 use crate::pushwoosh::{HttpAnswer, TransportError};
-
-/// Every `reason` of `dead_letters_total` (and of the `x-pushwoosh-dead-reason` header).
-pub const DEAD_LETTER_REASONS: [&str; 6] = [
-    "unparseable",
-    "retries_exhausted",
-    "delivery_unknown",
-    "failed",
-    "no_token",
-    "poison",
-];
+use crate::worker::acks::HandBack;
 
 const OUTCOMES: [&str; 3] = ["ok", "rejected", "failed"];
 const BREAKER_STATES: [&str; 3] = ["open", "half_open", "closed"];
@@ -89,12 +81,19 @@ pub struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SettleLabels {
     /// `ack` (one delivery), `ack_multiple` (every delivery up to one), `requeue` (a job
-    /// handed back to the queue).
+    /// handed back to the queue), `reject` (a job dead-lettered by the broker, the last
+    /// resort when none of its results could be published).
     pub command: &'static str,
 }
 
 /// Every `command` of `settle_commands_total`.
-pub const SETTLE_COMMANDS: [&str; 3] = ["ack", "ack_multiple", "requeue"];
+pub const SETTLE_COMMANDS: [&str; 4] = ["ack", "ack_multiple", "requeue", "reject"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    /// `publish` or `consume`.
+    pub channel: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransitionLabels {
@@ -126,6 +125,10 @@ pub struct Metrics {
     pub settle_commands: Family<SettleLabels, Counter>,
     pub job_duration: Histogram,
     pub result_publish: Histogram,
+    pub hand_backs: Family<ReasonLabels, Counter>,
+    pub publisher_available: Gauge,
+    pub channel_reopens: Family<ChannelLabels, Counter>,
+    pub results_refused: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -258,6 +261,38 @@ impl Metrics {
             "Time from publishing a result event to the broker's confirm",
             result_publish.clone(),
         );
+        let hand_backs = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "hand_backs",
+            "Jobs handed back to the queue unfinished, by reason (stopping, cannot_publish, unsettled)",
+            hand_backs.clone(),
+        );
+        let publisher_available = Gauge::default();
+        registry.register(
+            "publisher_available",
+            "1 while the worker has a channel to publish results on; 0 while it cannot publish (it then takes no jobs)",
+            publisher_available.clone(),
+        );
+        let channel_reopens = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "channel_reopens",
+            "Channels the broker closed under the worker and that it opened again on the same connection, by channel",
+            channel_reopens.clone(),
+        );
+        let results_refused = Counter::default();
+        registry.register(
+            "results_refused",
+            "Result events the broker refused as they were (too large for it, nacked); the job got a shortened result instead",
+            results_refused.clone(),
+        );
+        for reason in HandBack::ALL {
+            let _ = hand_backs.get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            });
+        }
+        for channel in ["publish", "consume"] {
+            let _ = channel_reopens.get_or_create(&ChannelLabels { channel });
+        }
         for command in SETTLE_COMMANDS {
             let _ = settle_commands.get_or_create(&SettleLabels { command });
         }
@@ -273,8 +308,10 @@ impl Metrics {
                 outcome,
             });
         }
-        for reason in DEAD_LETTER_REASONS {
-            let _ = dead_letters.get_or_create(&ReasonLabels { reason });
+        for reason in DeadReason::ALL {
+            let _ = dead_letters.get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            });
         }
         for to in BREAKER_STATES {
             let _ = breaker_transitions.get_or_create(&TransitionLabels { to });
@@ -301,6 +338,10 @@ impl Metrics {
             settle_commands,
             job_duration,
             result_publish,
+            hand_backs,
+            publisher_available,
+            channel_reopens,
+            results_refused,
         }
     }
 

@@ -57,6 +57,11 @@ pub struct AmqpSettings {
     /// How long a finished job's ack may wait for the jobs delivered before it, so that
     /// one multiple ack settles them all; 0 acks every job on its own.
     pub ack_coalesce_ms: u64,
+    /// A job body larger than this is rejected without being decoded, and dead-lettered.
+    pub max_job_bytes: usize,
+    /// A result event larger than this goes out without Pushwoosh's `response`
+    /// (`"truncated": ["response"]`); keep it well under the broker's `max_message_size`.
+    pub max_result_bytes: usize,
 }
 
 impl Default for AmqpSettings {
@@ -73,6 +78,8 @@ impl Default for AmqpSettings {
             startup_timeout_ms: 30_000,
             delivery_limit: 10,
             ack_coalesce_ms: 5,
+            max_job_bytes: 4 * 1024 * 1024,
+            max_result_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -239,11 +246,23 @@ pub enum UnknownParamsPolicy {
     Pass,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ValidationSettings {
     /// What to do with a parameter the Pushwoosh reference does not document.
     pub unknown_params: UnknownParamsPolicy,
+    /// Validation errors (and, apart, warnings) a result lists at most; the rest are
+    /// counted in one last entry.
+    pub max_errors: usize,
+}
+
+impl Default for ValidationSettings {
+    fn default() -> Self {
+        Self {
+            unknown_params: UnknownParamsPolicy::default(),
+            max_errors: 50,
+        }
+    }
 }
 
 /// The circuit breaker: when Pushwoosh fails for everyone, stop taking jobs and probe.
@@ -444,6 +463,18 @@ impl Settings {
 
     fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.amqp.prefetch > 0, "amqp.prefetch must be at least 1");
+        anyhow::ensure!(
+            self.amqp.max_job_bytes > 0,
+            "amqp.max_job_bytes must be at least 1"
+        );
+        anyhow::ensure!(
+            self.amqp.max_result_bytes >= 4096,
+            "amqp.max_result_bytes must be at least 4096: a result without its response needs room"
+        );
+        anyhow::ensure!(
+            self.validation.max_errors > 0,
+            "validation.max_errors must be at least 1"
+        );
         anyhow::ensure!(
             self.batch.max_size > 0,
             "batch.max_size must be at least 1 (set batch.enabled = false to turn batching off)"

@@ -63,10 +63,54 @@ async fn an_unparseable_body_is_dead_lettered_and_the_next_job_still_succeeds() 
 }
 
 #[tokio::test]
+async fn json_that_is_not_an_object_is_unparseable_and_dead_lettered_as_sent() {
+    let mut app = TestApp::spawn().await;
+    let bodies: [(&[u8], &str); 4] = [
+        (b"[1,2,3]", "not an array"),
+        (b"\"push\"", "not a string"),
+        (b"7", "not a number"),
+        (b"null", "not null"),
+    ];
+    for (i, (body, _)) in bodies.iter().enumerate() {
+        let id = format!("not-object-{i}");
+        app.publish_raw(body, json_props().with_message_id(id.into()))
+            .await;
+    }
+    for (i, (_, says)) in bodies.iter().enumerate() {
+        let result = app.next_result(WAIT).await;
+        let r = &result.body;
+        assert_eq!(r["job_id"], format!("not-object-{i}"), "in order: {r}");
+        assert_eq!(r["outcome"], "rejected");
+        assert_eq!(r["kind"], "unknown");
+        assert_eq!(r["status_code"], 400);
+        let message = r["status_message"].as_str().unwrap();
+        assert!(message.contains("must be a JSON object"), "{message}");
+        assert!(message.contains(says), "{message}");
+        assert_eq!(result.routing_key, "unknown.rejected");
+    }
+    let dead = app.dead_letters().await;
+    let got: Vec<(&[u8], Option<String>)> = dead
+        .iter()
+        .map(|d| {
+            (
+                d.data.as_slice(),
+                header_str(&d.properties, headers::DEAD_REASON),
+            )
+        })
+        .collect();
+    let expected: Vec<(&[u8], Option<String>)> = bodies
+        .iter()
+        .map(|(body, _)| (*body, Some("unparseable".to_owned())))
+        .collect();
+    assert_eq!(got, expected, "the raw bytes, each with its reason");
+    assert_eq!(app.total_calls().await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn invalid_jobs_are_rejected_with_a_clear_message_and_no_call() {
     let mut app = TestApp::spawn().await;
     let cases = [
-        (json!([1, 2, 3]), "unknown", "must be a JSON object"),
         (
             json!({"id": "k1", "kind": "carrier-pigeon"}),
             "unknown",

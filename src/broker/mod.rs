@@ -2,11 +2,13 @@
 //! publisher confirms, and reading the management API (`topology --check`).
 
 pub mod connect;
+pub mod dead_reason;
 pub mod management;
 pub mod publisher;
 pub mod topology;
 
 pub use connect::{DEFAULT_FRAME_MAX, connect};
+pub use dead_reason::DeadReason;
 pub use publisher::Publisher;
 pub use topology::Topology;
 

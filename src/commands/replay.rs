@@ -41,35 +41,43 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 
+use crate::broker::DeadReason;
 use crate::broker::publisher::{header_int, header_str, headers};
 use crate::broker::{self, Topology};
-use crate::metrics::DEAD_LETTER_REASONS;
+use crate::job::JobKind;
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 
 /// The dead-letter reasons the worker writes, plus `unknown` for a dead letter without
 /// one (put there by the broker itself, e.g. a job over the jobs queue's delivery limit).
-const REASONS: [&str; DEAD_LETTER_REASONS.len() + 1] = {
-    let mut all = ["unknown"; DEAD_LETTER_REASONS.len() + 1];
+const REASONS: [&str; DeadReason::ALL.len() + 1] = {
+    let mut all = ["unknown"; DeadReason::ALL.len() + 1];
     let mut i = 0;
-    while i < DEAD_LETTER_REASONS.len() {
-        all[i] = DEAD_LETTER_REASONS[i];
+    while i < DeadReason::ALL.len() {
+        all[i] = DeadReason::ALL[i].as_str();
         i += 1;
     }
     all
 };
 
-const KINDS: [&str; 9] = [
-    "push", "sms", "whatsapp", "targeted", "cancel", "delete", "details", "history", "unknown",
-];
+/// Every job kind, plus `unknown` for a body that named none the worker knows.
+const KINDS: [&str; JobKind::ALL.len() + 1] = {
+    let mut all = ["unknown"; JobKind::ALL.len() + 1];
+    let mut i = 0;
+    while i < JobKind::ALL.len() {
+        all[i] = JobKind::ALL[i].as_str();
+        i += 1;
+    }
+    all
+};
 
 /// Routing key of a replayed job whose dead letter does not name its original one.
 const FALLBACK_ROUTING_KEY: &str = "replay";
 
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
-Unparseable dead letters are skipped unless `--reason unparseable` is given: replaying \
-them as they are would only dead-letter them again. Reason `unknown` is a dead letter \
+Unparseable and too-large dead letters are skipped unless `--reason unparseable` or \
+`--reason too_large` is given: replaying them as they are would only dead-letter them again. Reason `unknown` is a dead letter \
 without the worker's headers (put there by the broker itself).
 
 A replayed job gets a fresh retry budget. Each dead letter is acked only after the \
@@ -344,8 +352,9 @@ impl Filter {
             return false;
         }
         if self.reasons.is_empty() {
-            // Replaying an unparseable body as it is would only dead-letter it again.
-            if letter.reason == "unparseable" {
+            // Replaying an unparseable or oversized body as it is would only
+            // dead-letter it again.
+            if DeadReason::parse(&letter.reason).is_some_and(|r| !r.replayable()) {
                 return false;
             }
         } else if !self.reasons.contains(&letter.reason) {

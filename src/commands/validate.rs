@@ -23,6 +23,11 @@ pub fn run(
                 job_id, message, ..
             }) => (label(job_id.as_deref()), vec![message], vec![]),
             Err(DecodeError::Unparseable { message, .. }) => ("job".into(), vec![message], vec![]),
+            Err(DecodeError::TooLarge { bytes, max, .. }) => (
+                "job".into(),
+                vec![format!("{bytes} bytes, over {max}")],
+                vec![],
+            ),
             Ok(job) => {
                 let report = validation::check(&job, unknown);
                 let show = |v: Vec<crate::result_event::ValidationError>| {

@@ -9,7 +9,8 @@
 //! settlement of the channel goes through one [`Acks`] task, in the order the jobs
 //! finished, and a [`Ledger`] decides what to send:
 //!
-//! - a hand-back (`nack`, requeue) goes out at once, on its own;
+//! - a hand-back (`nack`, requeue) or a reject (`reject`, to the queue's dead-letter
+//!   exchange) goes out at once, on its own;
 //! - the run of finished deliveries from the oldest unsettled one on goes out as one
 //!   multiple ack, as soon as the task gets to it (it wakes once for whatever finished
 //!   meanwhile, and lets the jobs finishing in the same turn of the runtime join: under
@@ -28,12 +29,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::Channel;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::metrics::{Metrics, SettleLabels};
+use crate::metrics::{Metrics, ReasonLabels, SettleLabels};
 
 /// How a job's delivery is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,9 @@ pub enum Settlement {
     Ack(u64),
     /// Give it back to the queue untouched: nack with requeue.
     Requeue(u64),
+    /// Refuse it without requeue: the broker moves it to the queue's dead-letter
+    /// exchange. The last resort for a job none of whose results the broker accepts.
+    Reject(u64),
 }
 
 /// A command for the broker, in the order it must be sent.
@@ -53,6 +57,8 @@ pub enum Command {
     AckUpTo(u64),
     /// `basic.nack` with requeue, of this delivery alone.
     Requeue(u64),
+    /// `basic.reject` without requeue, of this delivery alone.
+    Reject(u64),
 }
 
 impl Command {
@@ -62,6 +68,7 @@ impl Command {
             Self::Ack(_) => "ack",
             Self::AckUpTo(_) => "ack_multiple",
             Self::Requeue(_) => "requeue",
+            Self::Reject(_) => "reject",
         }
     }
 }
@@ -97,7 +104,8 @@ impl Ledger {
 
     /// Notes a settlement; a hand-back's command comes back at once.
     pub fn settle(&mut self, settlement: Settlement, now: Instant) -> Option<Command> {
-        let (Settlement::Ack(tag) | Settlement::Requeue(tag)) = settlement;
+        let (Settlement::Ack(tag) | Settlement::Requeue(tag) | Settlement::Reject(tag)) =
+            settlement;
         let index = tag
             .checked_sub(self.base)
             .map(|i| i as usize)
@@ -119,6 +127,7 @@ impl Ledger {
                 None
             }
             Settlement::Requeue(_) => Some(Command::Requeue(tag)),
+            Settlement::Reject(_) => Some(Command::Reject(tag)),
         }
     }
 
@@ -195,10 +204,42 @@ impl Pending {
         self.acks.settle(Settlement::Ack(self.tag));
     }
 
-    /// Give the job back to the queue.
-    pub fn requeue(mut self) {
+    /// Give the job back to the queue, for `reason` (counted in `hand_backs_total`).
+    pub fn requeue(mut self, reason: HandBack) {
         self.settled = true;
-        self.acks.settle(Settlement::Requeue(self.tag));
+        self.acks.hand_back(self.tag, reason);
+    }
+
+    /// Refuse the job without requeue: the broker dead-letters it through the queue's
+    /// dead-letter exchange, a route that needs no publish of the worker's.
+    pub fn reject(mut self) {
+        self.settled = true;
+        self.acks.settle(Settlement::Reject(self.tag));
+    }
+}
+
+/// Why a job went back to the queue unfinished: the `reason` of `hand_backs_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandBack {
+    /// The worker is stopping (or its session with the broker ended) before the job's
+    /// call: another worker takes it.
+    Stopping,
+    /// The result could not be published: no channel could be had (the connection is
+    /// gone, so the broker requeues the job anyway).
+    CannotPublish,
+    /// The job's task ended without saying how (a bug): never silently lost.
+    Unsettled,
+}
+
+impl HandBack {
+    pub const ALL: [HandBack; 3] = [Self::Stopping, Self::CannotPublish, Self::Unsettled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopping => "stopping",
+            Self::CannotPublish => "cannot_publish",
+            Self::Unsettled => "unsettled",
+        }
     }
 }
 
@@ -209,7 +250,7 @@ impl Drop for Pending {
                 delivery_tag = self.tag,
                 "a job ended without settling its delivery: handed back to the queue"
             );
-            self.acks.settle(Settlement::Requeue(self.tag));
+            self.acks.hand_back(self.tag, HandBack::Unsettled);
         }
     }
 }
@@ -224,14 +265,30 @@ enum Message {
 #[derive(Clone)]
 pub struct Acks {
     tx: mpsc::UnboundedSender<Message>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Acks {
     /// Starts the channel's ack task.
     pub fn start(channel: Channel, hold: Duration, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(channel, Ledger::new(hold), rx, metrics));
-        Self { tx }
+        tokio::spawn(run(channel, Ledger::new(hold), rx, metrics.clone()));
+        Self {
+            tx,
+            metrics: Some(metrics),
+        }
+    }
+
+    fn hand_back(&self, tag: u64, reason: HandBack) {
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .hand_backs
+                .get_or_create(&ReasonLabels {
+                    reason: reason.as_str(),
+                })
+                .inc();
+        }
+        self.settle(Settlement::Requeue(tag));
     }
 
     /// Settles a delivery; returns at once (the command follows as the ledger allows).
@@ -350,6 +407,11 @@ async fn send(channel: &Channel, command: Command) -> lapin::Result<()> {
             };
             channel.basic_nack(tag, options).await
         }
+        Command::Reject(tag) => {
+            channel
+                .basic_reject(tag, BasicRejectOptions { requeue: false })
+                .await
+        }
     }
 }
 
@@ -362,7 +424,7 @@ mod tests {
 
     fn detached() -> (Acks, mpsc::UnboundedReceiver<Message>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Acks { tx }, rx)
+        (Acks { tx, metrics: None }, rx)
     }
 
     fn settlements(rx: &mut mpsc::UnboundedReceiver<Message>) -> Vec<Settlement> {
@@ -377,7 +439,7 @@ mod tests {
     fn a_job_settles_its_delivery_once_and_one_that_never_says_hands_it_back() {
         let (acks, mut rx) = detached();
         acks.pending(1).ack();
-        acks.pending(2).requeue();
+        acks.pending(2).requeue(HandBack::Stopping);
         drop(acks.pending(3));
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _pending = acks.pending(4);
@@ -542,14 +604,16 @@ mod tests {
         unsettled: std::collections::BTreeSet<u64>,
         acked: std::collections::BTreeSet<u64>,
         requeued: std::collections::BTreeSet<u64>,
+        rejected: std::collections::BTreeSet<u64>,
     }
 
     impl Broker {
         fn apply(&mut self, command: Command) -> Result<(), String> {
-            let (tag, multiple, requeue) = match command {
-                Command::Ack(t) => (t, false, false),
-                Command::AckUpTo(t) => (t, true, false),
-                Command::Requeue(t) => (t, false, true),
+            let (tag, multiple, into) = match command {
+                Command::Ack(t) => (t, false, &mut self.acked),
+                Command::AckUpTo(t) => (t, true, &mut self.acked),
+                Command::Requeue(t) => (t, false, &mut self.requeued),
+                Command::Reject(t) => (t, false, &mut self.rejected),
             };
             if !self.unsettled.contains(&tag) {
                 return Err(format!("unknown delivery tag {tag}"));
@@ -561,11 +625,7 @@ mod tests {
             };
             for t in settled {
                 self.unsettled.remove(&t);
-                if requeue {
-                    self.requeued.insert(t);
-                } else {
-                    self.acked.insert(t);
-                }
+                into.insert(t);
             }
             Ok(())
         }
@@ -574,10 +634,11 @@ mod tests {
     proptest! {
         /// Whatever order jobs finish in, and however the task's wake-ups fall: every
         /// command is valid for the broker, a job is acked only once it finished with an
-        /// ack, a handed-back one is requeued and never acked, and nothing is left over.
+        /// ack, a handed-back one is requeued and a rejected one rejected, never acked, and
+        /// nothing is left over.
         #[test]
         fn the_broker_sees_exactly_what_the_jobs_decided(
-            fates in prop::collection::vec(any::<bool>(), 1..60),
+            fates in prop::collection::vec(0u8..3, 1..60),
             order in any::<u64>(),
             wakes in prop::collection::vec(0u64..4, 60),
             hold_ms in 0u64..4,
@@ -592,8 +653,11 @@ mod tests {
             let mut now = Instant::now();
             let mut finished = std::collections::BTreeSet::new();
             for (i, tag) in tags.iter().copied().enumerate() {
-                let ack = fates[tag as usize - 1];
-                let settlement = if ack { Settlement::Ack(tag) } else { Settlement::Requeue(tag) };
+                let settlement = match fates[tag as usize - 1] {
+                    0 => Settlement::Ack(tag),
+                    1 => Settlement::Requeue(tag),
+                    _ => Settlement::Reject(tag),
+                };
                 if let Some(c) = ledger.settle(settlement, now) {
                     broker.apply(c).map_err(TestCaseError::fail)?;
                 }
@@ -616,9 +680,10 @@ mod tests {
             }
             prop_assert!(broker.unsettled.is_empty(), "left unsettled: {:?}", broker.unsettled);
             for tag in 1..=n {
-                let ack = fates[tag as usize - 1];
-                prop_assert_eq!(broker.acked.contains(&tag), ack, "tag {}", tag);
-                prop_assert_eq!(broker.requeued.contains(&tag), !ack, "tag {}", tag);
+                let fate = fates[tag as usize - 1];
+                prop_assert_eq!(broker.acked.contains(&tag), fate == 0, "tag {}", tag);
+                prop_assert_eq!(broker.requeued.contains(&tag), fate == 1, "tag {}", tag);
+                prop_assert_eq!(broker.rejected.contains(&tag), fate == 2, "tag {}", tag);
             }
         }
     }

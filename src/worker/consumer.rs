@@ -1,16 +1,15 @@
 //! Consuming the jobs queue: `amqp.prefetch` deliveries in flight, each in its own task;
-//! a pause while the circuit breaker is open; a graceful stop on request; a reconnect
-//! with backoff when the broker goes away.
+//! a pause while the circuit breaker is open or no result can be published; a graceful
+//! stop on request; the channels opened again when the broker closes one, and a
+//! reconnect with backoff when the broker goes away.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions, ConfirmSelectOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +22,7 @@ use super::breaker::{BreakerState, CircuitBreaker};
 use super::context::{Readiness, WorkerContext};
 use super::process::process;
 use crate::broker::{self, Publisher, Topology};
-use crate::metrics::Metrics;
+use crate::metrics::{ChannelLabels, Metrics};
 use crate::pushwoosh::{PushwooshClient, RateLimiter};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
@@ -46,9 +45,13 @@ pub struct ConsumerSetup {
 enum SessionEnd {
     /// Asked to stop; in-flight jobs were finished or handed back.
     Stopped,
-    /// The connection or channel broke; reconnect.
+    /// The connection or a channel broke: start again, on the same connection if it is
+    /// still up.
     Lost(anyhow::Error),
 }
+
+/// A session that lasted this long was not part of a crash loop: the backoff starts over.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 /// Runs until `shutdown` is cancelled. `first` is the connection made at start (so a
 /// bad broker fails the start); later connections are retried without a time limit.
@@ -57,8 +60,9 @@ pub async fn run_consumer(
     first: Connection,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut connection = Some(first);
+    let mut connection = Some(Arc::new(first));
     let mut backoff = reconnect_backoff();
+    let mut quick_losses = 0u32;
     loop {
         let conn = match connection.take() {
             Some(conn) => conn,
@@ -67,14 +71,49 @@ pub async fn run_consumer(
                 let connect = broker::connect(&setup.settings.amqp.url, &name, Duration::MAX);
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
-                    conn = connect => conn?,
+                    conn = connect => Arc::new(conn?),
                 }
             }
         };
         setup.metrics.broker_connected.set(1);
+        let started = Instant::now();
         let end = session(&setup, &conn, &shutdown).await;
         setup.readiness.set_consuming(false);
         setup.metrics.consuming.set(0);
+        if started.elapsed() >= STABLE_SESSION {
+            backoff = reconnect_backoff();
+            quick_losses = 0;
+        }
+        if let Ok(SessionEnd::Lost(e)) | Err(e) = &end
+            && conn.status().connected()
+            && !shutdown.is_cancelled()
+        {
+            // A channel error, not a connection error: the broker closed a channel (an
+            // ack it did not know, a queue deleted under the consumer). The same
+            // connection serves again, at once the first time.
+            setup
+                .metrics
+                .channel_reopens
+                .get_or_create(&ChannelLabels { channel: "consume" })
+                .inc();
+            let delay = if quick_losses == 0 {
+                Duration::ZERO
+            } else {
+                backoff.next().unwrap_or(Duration::from_secs(10))
+            };
+            quick_losses += 1;
+            warn!(
+                error = format!("{e:#}"),
+                retry_in_ms = delay.as_millis() as u64,
+                "the broker closed a channel: opening the channels again on the same connection"
+            );
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(delay) => {}
+            }
+            connection = Some(conn);
+            continue;
+        }
         setup.metrics.broker_connected.set(0);
         match end {
             Ok(SessionEnd::Stopped) => {
@@ -126,6 +165,8 @@ pub fn connection_name() -> String {
 enum Pause {
     Shutdown,
     BreakerOpen,
+    /// No result can be published: taking jobs would only hold them.
+    CannotPublish,
     Lost(anyhow::Error),
 }
 
@@ -133,7 +174,7 @@ enum Pause {
 /// hold off and probe while it is not, stop gracefully on request.
 async fn session(
     setup: &ConsumerSetup,
-    conn: &Connection,
+    conn: &Arc<Connection>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<SessionEnd> {
     let amqp = &setup.settings.amqp;
@@ -141,11 +182,19 @@ async fn session(
     setup.topology.declare(&admin).await?;
     let _ = admin.close(200, "declared".into()).await;
 
-    let publish_channel = conn.create_channel().await.context("opening a channel")?;
-    publish_channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .context("enabling publisher confirms")?;
+    // Cancelled when the jobs not yet sent go back to the queue: a publish waiting for a
+    // channel then gives up too.
+    let hand_back = CancellationToken::new();
+    let publisher = Publisher::open(
+        conn.clone(),
+        setup.topology.clone(),
+        amqp.max_result_bytes,
+        setup.metrics.clone(),
+        hand_back.clone(),
+    )
+    .await?;
+    let mut publishing = publisher.available();
+    setup.readiness.set_publishing(true);
     let consume_channel = conn.create_channel().await.context("opening a channel")?;
     consume_channel
         .basic_qos(amqp.prefetch, BasicQosOptions::default())
@@ -155,10 +204,10 @@ async fn session(
     let ctx = Arc::new(WorkerContext {
         settings: setup.settings.clone(),
         client: setup.client.clone(),
-        publisher: Publisher::new(publish_channel, setup.topology.clone()),
+        publisher,
         retry: setup.retry.clone(),
         metrics: setup.metrics.clone(),
-        hand_back: CancellationToken::new(),
+        hand_back,
         breaker: setup.breaker.clone(),
         limiter: setup.limiter.clone(),
         batcher: setup.batcher.clone(),
@@ -172,6 +221,13 @@ async fn session(
     let mut breaker = setup.breaker.subscribe();
 
     let lost = loop {
+        if !*publishing.borrow_and_update() {
+            match wait_for_publisher(setup, conn, &mut publishing, shutdown).await {
+                Ok(true) => {}
+                Ok(false) => break None,
+                Err(e) => break Some(e),
+            }
+        }
         if *breaker.borrow_and_update() != BreakerState::Closed {
             match hold_and_probe(setup, &consume_channel, &ctx, &tasks, shutdown).await {
                 Ok(HoldEnd::Closed) => continue,
@@ -205,6 +261,11 @@ async fn session(
                         break Pause::BreakerOpen;
                     }
                 }
+                Ok(()) = publishing.changed() => {
+                    if !*publishing.borrow_and_update() {
+                        break Pause::CannotPublish;
+                    }
+                }
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => { spawn_process(&tasks, delivery, &ctx); }
                     Some(Err(e)) => break Pause::Lost(anyhow::Error::new(e).context("consuming")),
@@ -230,6 +291,15 @@ async fn session(
                     "circuit breaker open: no new jobs until Pushwoosh answers again"
                 );
                 // Deliveries already here are held by the breaker without being sent.
+                stop_consuming(&consume_channel, &tag, &mut consumer, &ctx, &tasks).await;
+            }
+            Pause::CannotPublish => {
+                warn!(
+                    in_flight = tasks.len(),
+                    "cannot publish results: no new jobs until the publish channel is back"
+                );
+                // Jobs in flight wait for the channel to publish their results; none is
+                // handed back for it (that would only spend its delivery count).
                 stop_consuming(&consume_channel, &tag, &mut consumer, &ctx, &tasks).await;
             }
         }
@@ -317,6 +387,34 @@ async fn stop_consuming(
         spawn_process(tasks, delivery, ctx);
     }
 }
+
+/// Waits for the publisher to have a channel again, with `/readyz` saying why meanwhile.
+/// `Ok(false)`: asked to stop; an error: the connection is gone.
+async fn wait_for_publisher(
+    setup: &ConsumerSetup,
+    conn: &lapin::Connection,
+    publishing: &mut tokio::sync::watch::Receiver<bool>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    setup.readiness.set_publishing(false);
+    while !*publishing.borrow_and_update() {
+        if !conn.status().connected() {
+            anyhow::bail!("the connection to the broker is lost");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(false),
+            _ = publishing.changed() => {}
+            // The publisher says when it is back; the connection's loss is looked at.
+            () = tokio::time::sleep(CONNECTION_CHECK) => {}
+        }
+    }
+    setup.readiness.set_publishing(true);
+    info!("the publish channel is back: taking jobs again");
+    Ok(true)
+}
+
+/// How often a paused consumer looks at whether its connection is still up.
+const CONNECTION_CHECK: Duration = Duration::from_millis(500);
 
 /// How holding off ended.
 enum HoldEnd {

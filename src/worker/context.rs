@@ -68,11 +68,14 @@ impl WorkerContext {
     }
 }
 
-/// What `/readyz` reports: connected to the broker and consuming, circuit breaker closed.
+/// What `/readyz` reports: connected to the broker and consuming, able to publish
+/// results, circuit breaker closed.
 #[derive(Debug, Default)]
 pub struct Readiness {
     consuming: AtomicBool,
     breaker_open: AtomicBool,
+    /// Set while no result can be published (the publish channel is down).
+    cannot_publish: AtomicBool,
 }
 
 impl Readiness {
@@ -89,7 +92,16 @@ impl Readiness {
         self.breaker_open.load(Ordering::SeqCst)
     }
 
+    pub fn set_publishing(&self, publishing: bool) {
+        self.cannot_publish.store(!publishing, Ordering::SeqCst);
+    }
+
+    /// No result can be published: the worker takes no jobs.
+    pub fn cannot_publish(&self) -> bool {
+        self.cannot_publish.load(Ordering::SeqCst)
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.consuming.load(Ordering::SeqCst) && !self.breaker_open()
+        self.consuming.load(Ordering::SeqCst) && !self.breaker_open() && !self.cannot_publish()
     }
 }

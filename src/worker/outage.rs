@@ -6,10 +6,11 @@ use std::time::Duration;
 use lapin::message::Delivery;
 use tracing::{error, info};
 
+use super::acks::HandBack;
 use super::breaker::{BreakerState, Signal};
 use super::context::WorkerContext;
 use super::process::Settle;
-use crate::broker::publisher::ParkedRetry;
+use crate::broker::publisher::{ParkedRetry, PublishError};
 use crate::job::Job;
 use crate::pushwoosh::Verdict;
 
@@ -29,7 +30,7 @@ pub(super) async fn before_call(
     if ctx.breaker.admits() {
         return None;
     }
-    Some(park(ctx, delivery, budget, "circuit breaker open: not sent").await)
+    park(ctx, delivery, budget, "circuit breaker open: not sent").await
 }
 
 /// After the call (the breaker has heard its answer: `state`): an outage answer while the
@@ -64,10 +65,17 @@ pub(super) async fn after_verdict(
     if may_have_reached && !ctx.may_resend_unknown(job.kind) {
         return None;
     }
-    Some(park(ctx, delivery, budget, &error).await)
+    park(ctx, delivery, budget, &error).await
 }
 
-async fn park(ctx: &WorkerContext, delivery: &Delivery, budget: Budget, error: &str) -> Settle {
+/// Parks the job for later; `None` when the broker refuses to hold it, so that the job
+/// takes its normal path instead of coming back to be refused again.
+async fn park(
+    ctx: &WorkerContext,
+    delivery: &Delivery,
+    budget: Budget,
+    error: &str,
+) -> Option<Settle> {
     // The shortest tier: the job is back in the jobs queue soon and waits there, untaken,
     // until the breaker lets jobs through again.
     let tier = ctx.retry.tier_for(Duration::ZERO);
@@ -90,14 +98,15 @@ async fn park(ctx: &WorkerContext, delivery: &Delivery, budget: Budget, error: &
                 "circuit breaker open: job parked without using its retry budget"
             );
             ctx.metrics.breaker_held_jobs.inc();
-            Settle::Parked
+            Some(Settle::Parked)
         }
-        Err(e) => {
-            error!(
-                error = format!("{e:#}"),
-                "could not park the held job: job handed back"
-            );
-            Settle::HandBack
+        Err(PublishError::Unavailable(why)) => {
+            error!(error = %why, "could not park the held job: job handed back");
+            Some(Settle::HandBack(HandBack::CannotPublish))
+        }
+        Err(PublishError::Refused(why)) => {
+            error!(error = %why, "the broker refused to hold the job: not held");
+            None
         }
     }
 }

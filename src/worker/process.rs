@@ -9,10 +9,11 @@ use lapin::message::Delivery;
 use serde_json::Value;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use super::acks::Pending;
+use super::acks::{HandBack, Pending};
 use super::context::WorkerContext;
 use super::outage::{self, Budget};
-use crate::broker::publisher::{DeadLetter, ParkedRetry, header_int, headers};
+use crate::broker::DeadReason;
+use crate::broker::publisher::{DeadLetter, ParkedRetry, PublishError, header_int, headers};
 use crate::job::{self, DecodeError, Job, JobKind};
 use secrecy::SecretString;
 
@@ -33,12 +34,12 @@ pub(super) enum Settle {
     /// Publish this result (after the optional dead letter), then ack.
     Finish {
         event: Box<ResultEvent>,
-        dead_letter: Option<&'static str>,
+        dead_letter: Option<DeadReason>,
     },
     /// Parked for a retry (already confirmed): ack, no result yet.
     Parked,
     /// Give the job back to the queue untouched.
-    HandBack,
+    HandBack(HandBack),
 }
 
 /// What is known about a delivery before its body is decoded.
@@ -107,6 +108,7 @@ impl Envelope {
             errors: Vec::new(),
             warnings: Vec::new(),
             trace: self.trace.clone(),
+            truncated: Vec::new(),
         }
     }
 }
@@ -122,12 +124,18 @@ pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
     // nothing.)
     let envelope = tracing::debug_span!("job", delivery_tag = delivery.delivery_tag)
         .in_scope(|| Envelope::of(&delivery));
-    let decoded = job::decode(&delivery.data, envelope.message_id.as_deref());
+    let decoded = job::decode_within(
+        &delivery.data,
+        envelope.message_id.as_deref(),
+        ctx.settings.amqp.max_job_bytes,
+    );
     let (job_id, kind) = match &decoded {
         Ok(job) => (Some(job.id.as_str()), Some(job.kind.as_str())),
-        Err(DecodeError::Unparseable { job_id, .. } | DecodeError::Invalid { job_id, .. }) => {
-            (job_id.as_deref(), None)
-        }
+        Err(
+            DecodeError::Unparseable { job_id, .. }
+            | DecodeError::Invalid { job_id, .. }
+            | DecodeError::TooLarge { job_id, .. },
+        ) => (job_id.as_deref(), None),
     };
     let trace = envelope.trace.as_ref();
     let span = info_span!(
@@ -172,7 +180,22 @@ async fn decide(
             event.status_message = message;
             return Settle::Finish {
                 event: Box::new(event),
-                dead_letter: Some("unparseable"),
+                dead_letter: Some(DeadReason::Unparseable),
+            };
+        }
+        Err(DecodeError::TooLarge { job_id, bytes, max }) => {
+            warn!(
+                bytes,
+                max, "job over amqp.max_job_bytes: rejected undecoded and dead-lettered"
+            );
+            let mut event = envelope.event(job_id, "unknown", None);
+            event.status_code = Some(400);
+            event.status_message = format!(
+                "the job body is {bytes} bytes, over the worker's limit of {max} (amqp.max_job_bytes): not read"
+            );
+            return Settle::Finish {
+                event: Box::new(event),
+                dead_letter: Some(DeadReason::TooLarge),
             };
         }
         Err(DecodeError::Invalid {
@@ -222,7 +245,7 @@ async fn decide(
         event.status_message = message;
         return Settle::Finish {
             event: Box::new(event),
-            dead_letter: Some("no_token"),
+            dead_letter: Some(DeadReason::NoToken),
         };
     };
 
@@ -248,7 +271,7 @@ async fn decide(
     }) = call(ctx, &job, token).await
     else {
         info!("shutting down: job handed back to the queue before its call");
-        return Settle::HandBack;
+        return Settle::HandBack(HandBack::Stopping);
     };
     // Only worth saying when the job shared its call.
     event.batch = batch.filter(|b| b.jobs > 1);
@@ -291,7 +314,7 @@ async fn decide(
             event.status_code = status_code;
             event.status_message = status_message;
             event.response = response;
-            (None, Some("failed"))
+            (None, Some(DeadReason::Failed))
         }
         Verdict::Transient {
             status_code,
@@ -321,7 +344,7 @@ async fn decide(
         event.delivery = Some(DeliveryState::Unknown);
         return Settle::Finish {
             event: Box::new(event),
-            dead_letter: Some("delivery_unknown"),
+            dead_letter: Some(DeadReason::DeliveryUnknown),
         };
     }
 
@@ -357,12 +380,19 @@ async fn decide(
                         .inc();
                     Settle::Parked
                 }
-                Err(e) => {
-                    error!(
-                        error = format!("{e:#}"),
-                        "could not park the retry: job handed back"
+                Err(PublishError::Unavailable(why)) => {
+                    error!(error = %why, "could not park the retry: job handed back");
+                    Settle::HandBack(HandBack::CannotPublish)
+                }
+                Err(PublishError::Refused(why)) => {
+                    error!(error = %why, "the broker refused the parked retry: failed");
+                    event.status_message = format!(
+                        "{status_message}; the broker refused to hold the job for its retry ({why})"
                     );
-                    Settle::HandBack
+                    Settle::Finish {
+                        event: Box::new(event),
+                        dead_letter: Some(DeadReason::BrokerRefused),
+                    }
                 }
             }
         }
@@ -371,7 +401,7 @@ async fn decide(
             event.status_message = format!("{status_message} ({why})");
             Settle::Finish {
                 event: Box::new(event),
-                dead_letter: Some("retries_exhausted"),
+                dead_letter: Some(DeadReason::RetriesExhausted),
             }
         }
     }
@@ -393,7 +423,9 @@ fn poison(envelope: &Envelope, decoded: &Result<Job, DecodeError>, limit: u32) -
             application,
             ..
         }) => (job_id.clone(), kind_name(*kind), application.clone()),
-        Err(DecodeError::Unparseable { job_id, .. }) => (job_id.clone(), "unknown", None),
+        Err(DecodeError::Unparseable { job_id, .. } | DecodeError::TooLarge { job_id, .. }) => {
+            (job_id.clone(), "unknown", None)
+        }
     };
     error!(
         deliveries = envelope.failed_deliveries,
@@ -408,7 +440,7 @@ fn poison(envelope: &Envelope, decoded: &Result<Job, DecodeError>, limit: u32) -
     );
     Settle::Finish {
         event: Box::new(event),
-        dead_letter: Some("poison"),
+        dead_letter: Some(DeadReason::Poison),
     }
 }
 
@@ -538,66 +570,99 @@ async fn settle_delivery(
     settle: Settle,
     pending: Pending,
 ) {
-    let acked = match settle {
-        Settle::HandBack => {
-            pending.requeue();
-            return;
-        }
-        Settle::Parked => Ok(()),
+    match settle {
+        Settle::HandBack(reason) => pending.requeue(reason),
+        Settle::Parked => pending.ack(),
         Settle::Finish {
             mut event,
             dead_letter,
-        } => finish(delivery, envelope, ctx, &mut event, dead_letter).await,
-    };
-    match acked {
-        // Should the ack not reach the broker, it redelivers the job, whose result may
-        // then come twice, marked redelivered.
-        Ok(()) => pending.ack(),
-        Err(e) => {
-            error!(
-                error = format!("{e:#}"),
-                "could not publish the result: job handed back"
-            );
-            pending.requeue();
-        }
+        } => match finish(delivery, envelope, ctx, &mut event, dead_letter).await {
+            // Should the ack not reach the broker, it redelivers the job, whose result may
+            // then come twice, marked redelivered.
+            Finished::Published => pending.ack(),
+            Finished::Reject => pending.reject(),
+            Finished::CannotPublish(why) => {
+                error!(error = %why, "could not publish the result: job handed back");
+                pending.requeue(HandBack::CannotPublish);
+            }
+        },
     }
 }
 
+/// How publishing a finished job's result (and dead letter) ended.
+enum Finished {
+    /// Everything the job owes is published: ack.
+    Published,
+    /// The broker refused what the job owes even in its shortest form: reject the
+    /// delivery, so that the broker moves it to the dead-letter queue itself.
+    Reject,
+    /// No channel to publish on (the connection is gone, or the worker is stopping).
+    CannotPublish(String),
+}
+
+/// Publishes the job's dead letter (when it has one), then its result. A result the
+/// broker refuses is published again shortened; one refused even so, or a dead letter
+/// refused, leaves the job to the broker's own dead-lettering. Never a hand-back over a
+/// problem with the job's own messages.
 async fn finish(
     delivery: &Delivery,
     envelope: &Envelope,
     ctx: &WorkerContext,
     event: &mut ResultEvent,
-    dead_letter: Option<&'static str>,
-) -> anyhow::Result<()> {
+    dead_letter: Option<DeadReason>,
+) -> Finished {
     event.completed_at = timestamp(Utc::now());
+    event.bound(ctx.settings.validation.max_errors);
+    let mut settled = Finished::Published;
     if let Some(reason) = dead_letter {
-        let letter = DeadLetter {
-            reason,
-            error: &event.status_message,
-            job_id: event.job_id.as_deref(),
-            kind: event.kind,
-            attempts: event.attempts,
-            original_exchange: delivery.exchange.as_str(),
-            original_routing_key: delivery.routing_key.as_str(),
-        };
-        ctx.publisher
-            .dead_letter(&delivery.data, &delivery.properties, &letter)
-            .await?;
-        ctx.metrics
-            .dead_letters
-            .get_or_create(&ReasonLabels { reason })
-            .inc();
+        match publish_dead_letter(delivery, ctx, event, reason).await {
+            Ok(()) => {}
+            Err(PublishError::Unavailable(why)) => return Finished::CannotPublish(why),
+            Err(PublishError::Refused(why)) => {
+                error!(error = %why, %reason, "the broker refused the dead letter: the job is rejected to the queue's dead-letter exchange instead");
+                settled = Finished::Reject;
+            }
+        }
     }
     let correlation_id = envelope
         .correlation_id
         .clone()
         .or_else(|| event.job_id.clone())
         .unwrap_or_default();
+    let reply_to = envelope.reply_to.as_deref();
     let publishing = Instant::now();
-    ctx.publisher
-        .publish_result(event, &correlation_id, envelope.reply_to.as_deref())
-        .await?;
+    match ctx
+        .publisher
+        .publish_result(event, &correlation_id, reply_to)
+        .await
+    {
+        Ok(()) => {}
+        Err(PublishError::Unavailable(why)) => return Finished::CannotPublish(why),
+        Err(PublishError::Refused(why)) => {
+            ctx.metrics.results_refused.inc();
+            warn!(error = %why, "the broker refused the result: publishing it shortened");
+            *event = event.shortened(&why);
+            match ctx
+                .publisher
+                .publish_result(event, &correlation_id, reply_to)
+                .await
+            {
+                Ok(()) => {}
+                Err(PublishError::Unavailable(why)) => return Finished::CannotPublish(why),
+                Err(PublishError::Refused(why)) => {
+                    error!(error = %why, "the broker refused even the shortened result: dead-lettering the job");
+                    if dead_letter.is_none()
+                        && publish_dead_letter(delivery, ctx, event, DeadReason::BrokerRefused)
+                            .await
+                            .is_ok()
+                    {
+                        return Finished::Published;
+                    }
+                    return Finished::Reject;
+                }
+            }
+        }
+    }
     ctx.metrics
         .result_publish
         .observe(publishing.elapsed().as_secs_f64());
@@ -626,6 +691,33 @@ async fn finish(
             "result published"
         );
     }
+    settled
+}
+
+async fn publish_dead_letter(
+    delivery: &Delivery,
+    ctx: &WorkerContext,
+    event: &ResultEvent,
+    reason: DeadReason,
+) -> Result<(), PublishError> {
+    let letter = DeadLetter {
+        reason,
+        error: &event.status_message,
+        job_id: event.job_id.as_deref(),
+        kind: event.kind,
+        attempts: event.attempts,
+        original_exchange: delivery.exchange.as_str(),
+        original_routing_key: delivery.routing_key.as_str(),
+    };
+    ctx.publisher
+        .dead_letter(&delivery.data, &delivery.properties, &letter)
+        .await?;
+    ctx.metrics
+        .dead_letters
+        .get_or_create(&ReasonLabels {
+            reason: reason.as_str(),
+        })
+        .inc();
     Ok(())
 }
 

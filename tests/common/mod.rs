@@ -655,3 +655,108 @@ pub async fn notifications_sent(mock: &MockServer) -> usize {
         .map(|r| transaction_ids(&r.body).len())
         .sum()
 }
+
+/// A push job for application `A-B` with one notification: the job most tests need.
+pub fn push_job(id: &str) -> Value {
+    serde_json::json!({"id": id, "kind": "push", "application": "A-B",
+        "notifications": [{"send_date": "now", "content": "x"}]})
+}
+
+/// Runs `rabbitmqctl` against the machine's broker; a failure fails the test.
+pub fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs (the tests need the machine's RabbitMQ and its CLI)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A vhost of the test's own on the machine's broker, with a user of its own, so that a
+/// test can change permissions without touching any other test. Deleted on drop.
+pub struct IsolatedVhost {
+    pub name: String,
+    pub user: String,
+    /// The broker URL as the vhost's user.
+    pub url: String,
+}
+
+impl IsolatedVhost {
+    pub fn create() -> Self {
+        let name = format!("pwt-{}", uuid_like());
+        let user = format!("{name}-user");
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["add_user", &user, "secret"]);
+        rabbitmqctl(&["set_permissions", "-p", &name, &user, ".*", ".*", ".*"]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        let url = format!("amqp://{user}:secret@127.0.0.1:5672/{name}");
+        Self { name, user, url }
+    }
+
+    /// Sets the user's configure, write and read permissions (regular expressions).
+    pub fn set_permissions(&self, configure: &str, write: &str, read: &str) {
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &self.name,
+            &self.user,
+            configure,
+            write,
+            read,
+        ]);
+    }
+}
+
+impl Drop for IsolatedVhost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_vhost", &self.name])
+            .output();
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["delete_user", &self.user])
+            .output();
+    }
+}
+
+/// The broker's `max_message_size` on the node of [`small_node_url`].
+pub const SMALL_NODE_MAX_MESSAGE: usize = 65_536;
+
+/// A RabbitMQ node of the project's own (scripts/rabbitmq-node) that refuses messages
+/// over [`SMALL_NODE_MAX_MESSAGE`] bytes, started when it is not running yet. The
+/// machine's broker is left as it is.
+pub async fn small_node_url() -> String {
+    static STARTED: OnceCell<String> = OnceCell::const_new();
+    STARTED
+        .get_or_init(|| async {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq-node");
+            let limit = format!("max_message_size={SMALL_NODE_MAX_MESSAGE}");
+            let status = tokio::process::Command::new(script)
+                .args(["start", "small", "5682", &limit])
+                .status()
+                .await
+                .expect("scripts/rabbitmq-node runs");
+            assert!(status.success(), "scripts/rabbitmq-node start small failed");
+            "amqp://guest:guest@127.0.0.1:5682/%2f".to_owned()
+        })
+        .await
+        .clone()
+}
+
+/// Consumes a queue without acks (each delivery is settled when sent), for reading.
+pub async fn consume_all(channel: &Channel, queue: &str) -> Consumer {
+    channel
+        .basic_consume(
+            queue.into(),
+            format!("test-{}", uuid_like()).as_str().into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consuming the queue")
+}
