@@ -27,6 +27,8 @@ mod tests;
 mod tests_platforms;
 #[cfg(test)]
 mod tests_rules;
+#[cfg(test)]
+mod tests_seed_examples;
 
 use std::str::FromStr;
 

@@ -41,9 +41,10 @@ pub(crate) enum Rule {
     Badge,
     /// Like `Badge`; the seed's Huawei example also shows `true`.
     BadgeOrBool,
-    /// "#rrggbb".
+    /// A string; "#rrggbb", or a warning (the device approximates the color: no enforced rule).
     LedColor,
-    /// "#RRGGBB", "#AARRGGBB" or an Android color name.
+    /// A string; "#RRGGBB", "#AARRGGBB" or an Android color name, or a warning (the
+    /// reference's list ends in "etc."; its own example writes "#RRGGBB").
     IconColor,
     /// At most 16 alphanumeric characters.
     WnsTag,

@@ -67,6 +67,35 @@ macro_rules! rejects {
     };
 }
 
+/// The job is valid (no error at all) and has exactly one warning, at `path`, containing `fragment`.
+fn expect_warning(kind: &str, body: Value, path: &str, fragment: &str) {
+    let report = check(kind, body);
+    assert!(
+        report.errors.is_empty(),
+        "{path}: unexpected errors: {:#?}",
+        report.errors
+    );
+    assert!(
+        report.warnings.len() == 1
+            && report.warnings[0].path == path
+            && report.warnings[0].message.contains(fragment),
+        "expected one warning at {path:?} containing {fragment:?}, got {:#?}",
+        report.warnings
+    );
+}
+
+/// Values the reference describes without a rule Pushwoosh enforces: a warning, never a rejection.
+macro_rules! warns {
+    ($($name:ident: $kind:literal, $body:expr, $path:literal, $fragment:literal;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                expect_warning($kind, $body, $path, $fragment);
+            }
+        )*
+    };
+}
+
 const N0: &str = "notifications[0]";
 
 rejects! {
@@ -114,10 +143,9 @@ rejects! {
     mac_badges_word: "push", push(json!({ "mac_badges": "five" })), "notifications[0].mac_badges", "\"+n\" / \"-n\"";
     wns_tag_alphanumeric: "push", push(json!({ "wns_tag": "my-tag" })), "notifications[0].wns_tag", "1 to 16 alphanumeric characters";
     wns_tag_length: "push", push(json!({ "wns_tag": "abcdefghijklmnopq" })), "notifications[0].wns_tag", "1 to 16 alphanumeric";
-    android_led_color: "push", push(json!({ "android_led": "red" })), "notifications[0].android_led", "hex color \"#rrggbb\"";
-    huawei_led_color: "push", push(json!({ "huawei_android_led": "#FF00" })), "notifications[0].huawei_android_led", "hex color \"#rrggbb\"";
-    android_ibc_color: "push", push(json!({ "android_ibc": "#12345" })), "notifications[0].android_ibc", "\"#RRGGBB\", \"#AARRGGBB\" or a color name";
-    android_ibc_name: "push", push(json!({ "android_ibc": "rde" })), "notifications[0].android_ibc", "did you mean \"red\"?";
+    android_led_not_string: "push", push(json!({ "android_led": 255 })), "notifications[0].android_led", "\"android_led\" must be a string (a hex color \"#rrggbb\"), got a number";
+    huawei_led_not_string: "push", push(json!({ "huawei_android_led": ["#FF0011"] })), "notifications[0].huawei_android_led", "must be a string (a hex color \"#rrggbb\"), got an array";
+    android_ibc_not_string: "push", push(json!({ "android_ibc": false })), "notifications[0].android_ibc", "\"android_ibc\" must be a string (a color \"#RRGGBB\", \"#AARRGGBB\" or a color name), got a boolean";
     content_type: "push", push(json!({ "content": 5 })), "notifications[0].content", "\"content\" must be a string or an object of language code -> string";
     title_language_value: "push", push(json!({ "title": { "en": 5 } })), "notifications[0].title.en", "\"en\" is a number";
     ios_title_array: "push", push(json!({ "ios_title": ["t"] })), "notifications[0].ios_title", "\"ios_title\" must be a string or an object";
@@ -191,6 +219,14 @@ rejects! {
     history_source: "history", json!({ "source": "Web" }), "source", "null or one of \"CP\", \"API\"";
     history_search_by: "history", json!({ "searchBy": "notificationid" }), "searchBy", "did you mean \"notificationID\"?";
     history_unknown_param: "history", json!({ "lastNotificationId": 1 }), "lastNotificationId", "did you mean \"lastNotificationID\"?";
+}
+
+warns! {
+    android_led_color: "push", push(json!({ "android_led": "red" })), "notifications[0].android_led", "\"android_led\" is not a hex color \"#rrggbb\", got \"red\": the device shows its closest color or none.";
+    huawei_led_color: "push", push(json!({ "huawei_android_led": "#FF00" })), "notifications[0].huawei_android_led", "hex color \"#rrggbb\"";
+    android_ibc_color: "push", push(json!({ "android_ibc": "#12345" })), "notifications[0].android_ibc", "\"#RRGGBB\", \"#AARRGGBB\" or a color name";
+    android_ibc_name: "push", push(json!({ "android_ibc": "rde" })), "notifications[0].android_ibc", "did you mean \"red\"?";
+    huawei_ibc_color: "push", push(json!({ "huawei_android_ibc": "#GG0000" })), "notifications[0].huawei_android_ibc", "\"huawei_android_ibc\" is not a color \"#RRGGBB\"";
 }
 
 #[test]

@@ -44,7 +44,7 @@ impl std::fmt::Display for Shown<'_> {
     }
 }
 
-/// Android's `Color.parseColor` names, accepted by `android_ibc`.
+/// Android's `Color.parseColor` names, which `android_ibc` takes without a warning.
 const ANDROID_COLOR_NAMES: &[&str] = &[
     "black",
     "darkgray",
@@ -214,26 +214,38 @@ pub(crate) fn check(rule: Rule, name: &str, path: &str, value: &Value, sink: &mu
                 );
             }
         }
-        Rule::LedColor => {
-            if !matches!(value, Value::String(s) if is_hex_color(s, 6)) {
-                sink.error(path, format!("\"{name}\" must be a hex color \"#rrggbb\", got {got}."));
-            }
-        }
-        Rule::IconColor => {
-            let ok = matches!(value, Value::String(s)
-                if is_hex_color(s, 6) || is_hex_color(s, 8)
-                    || ANDROID_COLOR_NAMES.contains(&s.to_ascii_lowercase().as_str()));
-            if !ok {
-                let end = match value {
-                    Value::String(s) => suggest::sentence_end(s, ANDROID_COLOR_NAMES.iter().copied()),
-                    _ => ".".to_owned(),
-                };
-                sink.error(
+        // The reference describes the colors without a rule Pushwoosh enforces (the LED is
+        // "approximated" by the device, its own Android example writes "#rrggbb"): a value of
+        // another form is sent as given, with a warning. Only a value that is no string at all
+        // is refused, like any other text parameter's.
+        Rule::LedColor => match value {
+            Value::String(s) if is_hex_color(s, 6) => {}
+            Value::String(_) => sink.warning(
+                path,
+                format!("\"{name}\" is not a hex color \"#rrggbb\", got {got}: the device shows its closest color or none."),
+            ),
+            _ => sink.error(
+                path,
+                format!("\"{name}\" must be a string (a hex color \"#rrggbb\"), got {}.", describe(value)),
+            ),
+        },
+        Rule::IconColor => match value {
+            Value::String(s)
+                if is_hex_color(s, 6)
+                    || is_hex_color(s, 8)
+                    || ANDROID_COLOR_NAMES.contains(&s.to_ascii_lowercase().as_str()) => {}
+            Value::String(s) => {
+                let end = suggest::sentence_end(s, ANDROID_COLOR_NAMES.iter().copied());
+                sink.warning(
                     path,
-                    format!("\"{name}\" must be a color \"#RRGGBB\", \"#AARRGGBB\" or a color name such as \"red\", got {got}{end}"),
+                    format!("\"{name}\" is not a color \"#RRGGBB\", \"#AARRGGBB\" or a color name such as \"red\", got {got}: the device may ignore it{end}"),
                 );
             }
-        }
+            _ => sink.error(
+                path,
+                format!("\"{name}\" must be a string (a color \"#RRGGBB\", \"#AARRGGBB\" or a color name), got {}.", describe(value)),
+            ),
+        },
         Rule::WnsTag => {
             let ok = matches!(value, Value::String(s)
                 if !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_alphanumeric()));
