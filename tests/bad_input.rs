@@ -76,33 +76,41 @@ async fn json_that_is_not_an_object_is_unparseable_and_dead_lettered_as_sent() {
         app.publish_raw(body, json_props().with_message_id(id.into()))
             .await;
     }
-    for (i, (_, says)) in bodies.iter().enumerate() {
+    let mut results = std::collections::BTreeMap::new();
+    for _ in 0..bodies.len() {
         let result = app.next_result(WAIT).await;
-        let r = &result.body;
-        assert_eq!(r["job_id"], format!("not-object-{i}"), "in order: {r}");
+        assert_eq!(result.routing_key, "unknown.rejected");
+        let id = result.body["job_id"].as_str().unwrap().to_owned();
+        assert!(results.insert(id, result.body).is_none(), "one result each");
+    }
+    for (i, (_, says)) in bodies.iter().enumerate() {
+        let r = &results[&format!("not-object-{i}")];
         assert_eq!(r["outcome"], "rejected");
         assert_eq!(r["kind"], "unknown");
         assert_eq!(r["status_code"], 400);
         let message = r["status_message"].as_str().unwrap();
         assert!(message.contains("must be a JSON object"), "{message}");
         assert!(message.contains(says), "{message}");
-        assert_eq!(result.routing_key, "unknown.rejected");
     }
-    let dead = app.dead_letters().await;
-    let got: Vec<(&[u8], Option<String>)> = dead
-        .iter()
+    let dead: std::collections::BTreeMap<String, (Vec<u8>, Option<String>)> = app
+        .dead_letters()
+        .await
+        .into_iter()
         .map(|d| {
-            (
-                d.data.as_slice(),
-                header_str(&d.properties, headers::DEAD_REASON),
-            )
+            let id = d.properties.message_id().as_ref().unwrap().to_string();
+            let reason = header_str(&d.properties, headers::DEAD_REASON);
+            (id, (d.data, reason))
         })
         .collect();
-    let expected: Vec<(&[u8], Option<String>)> = bodies
+    let expected: std::collections::BTreeMap<String, (Vec<u8>, Option<String>)> = bodies
         .iter()
-        .map(|(body, _)| (*body, Some("unparseable".to_owned())))
+        .enumerate()
+        .map(|(i, (body, _))| {
+            let reason = Some("unparseable".to_owned());
+            (format!("not-object-{i}"), (body.to_vec(), reason))
+        })
         .collect();
-    assert_eq!(got, expected, "the raw bytes, each with its reason");
+    assert_eq!(dead, expected, "the raw bytes, each with its reason");
     assert_eq!(app.total_calls().await, 0);
     app.stop().await;
 }

@@ -171,7 +171,7 @@ async fn json_logs_carry_the_trace_of_the_job() {
     let mut cmd = common::worker_command(&settings);
     cmd.env("PUSHWOOSH_WORKER__LOG__FORMAT", "json");
     // A success's "result published" line is at debug.
-    cmd.env("RUST_LOG", "info,pushwoosh_worker::worker::process=debug")
+    cmd.env("RUST_LOG", "info,pushwoosh_worker::worker::settle=debug")
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let (_conn, channel, mut results) = common::observe(&settings).await;

@@ -86,7 +86,7 @@ impl Topology {
         );
         if self.queue_type == QueueType::Quorum {
             // The broker's last resort against poison jobs; the worker acts one delivery
-            // earlier so that the job still gets its result (see worker::process).
+            // earlier so that the job still gets its result (see worker::admit).
             jobs_args.insert(
                 "x-delivery-limit".into(),
                 AMQPValue::LongLongInt(i64::from(self.delivery_limit)),

@@ -57,6 +57,21 @@ impl WorkerContext {
         }
     }
 
+    /// A call that `may_have_reached` Pushwoosh, for a kind that must then not be called
+    /// again: its delivery is unknown.
+    pub fn must_not_repeat(&self, kind: JobKind, may_have_reached: bool) -> bool {
+        may_have_reached && !self.may_resend_unknown(kind)
+    }
+
+    /// The job's calls use the default token (no token of its application's own): a
+    /// refusal of that token then stops every job, not just this application's.
+    pub fn uses_default_token(&self, job: &Job) -> bool {
+        !self
+            .settings
+            .pushwoosh
+            .has_application_token(job.application())
+    }
+
     pub fn retry_decision(
         &self,
         attempts: u32,

@@ -1,12 +1,19 @@
 //! The worker proper: consuming the jobs queue and processing each delivery.
 
 pub mod acks;
+mod admit;
 pub mod batcher;
 pub mod breaker;
+mod call;
 pub mod consumer;
 pub mod context;
+mod fate;
 mod outage;
+mod park;
 pub mod process;
+mod received;
+mod settle;
+mod verdict;
 
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use consumer::run_consumer;

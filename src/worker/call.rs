@@ -1,0 +1,147 @@
+//! Calling Pushwoosh for a job: its rate-limit slot, the call (alone or in a batch), and
+//! what the answer is fed back to (metrics, the rate limiter, the breaker) before the
+//! job's fate is decided from it.
+
+use std::time::Instant;
+
+use secrecy::SecretString;
+use tracing::debug;
+
+use super::breaker::{BreakerState, CircuitBreaker, Signal};
+use super::context::WorkerContext;
+use crate::job::{Job, JobKind};
+use crate::metrics::{CallLabels, MethodLabels, Metrics, transient_reason};
+use crate::pushwoosh::{HttpAnswer, RateLimiter, TransportError, Verdict, classify, request};
+use crate::result_event::BatchInfo;
+
+/// What a call (alone or in a batch) decided for the job.
+pub(super) struct Called {
+    /// The job's own part of the call's answer.
+    pub answered: Answered,
+    pub batch: Option<BatchInfo>,
+}
+
+/// Waits for the rate limiter's slot, then makes the call, alone or in a batch, unless
+/// the worker is stopping and the job can safely go back to the queue (`None`). Waiting
+/// for a slot is always safe to abandon, and a batched job abandoned before its call is
+/// not sent; an SMS or WhatsApp call already under way is not: it might send.
+pub(super) async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -> Option<Called> {
+    if ctx.hand_back.is_cancelled() {
+        return None;
+    }
+    let shared_token = ctx.uses_default_token(job);
+    if let Some(batchable) = ctx.batcher.batchable(job) {
+        let batched = tokio::select! {
+            batched = ctx.batcher.submit(batchable, token, shared_token) => batched?,
+            () = ctx.hand_back.cancelled() => return None,
+        };
+        return Some(Called {
+            answered: batched.answered,
+            batch: Some(batched.batch),
+        });
+    }
+    let body = request::body(&job.request, token);
+    let method = job.kind.method();
+    tokio::select! {
+        biased;
+        () = ctx.hand_back.cancelled() => return None,
+        () = ctx.limiter.acquire(method) => {}
+    }
+    let started = Instant::now();
+    let call = ctx.client.call(method, body);
+    let answer = if matches!(job.kind, JobKind::Sms | JobKind::Whatsapp) {
+        call.await
+    } else {
+        tokio::select! {
+            answer = call => answer,
+            () = ctx.hand_back.cancelled() => return None,
+        }
+    };
+    let feedback = Feedback {
+        metrics: &ctx.metrics,
+        limiter: &ctx.limiter,
+        breaker: &ctx.breaker,
+    };
+    Some(Called {
+        answered: feedback.answered(method, started, &answer, shared_token),
+        batch: None,
+    })
+}
+
+/// Where a call's answer is fed back to: the metrics, the rate limiter, the breaker.
+pub(super) struct Feedback<'a> {
+    pub metrics: &'a Metrics,
+    pub limiter: &'a RateLimiter,
+    pub breaker: &'a CircuitBreaker,
+}
+
+/// A call's answer once accounted for, for all the jobs the call carried.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub verdict: Verdict,
+    /// The breaker's state after it heard this answer.
+    pub breaker: BreakerState,
+    /// For a transient verdict, the `reason` label of the retry.
+    pub retry_reason: Option<String>,
+}
+
+impl Feedback<'_> {
+    /// Accounts for one call, whatever number of jobs it carried: its duration and
+    /// status, a 429 to the rate limiter (which slows every caller), and what the answer
+    /// says about Pushwoosh to the breaker. `shared_token`: the call used the default
+    /// token (a refusal then stops every job).
+    pub(super) fn answered(
+        &self,
+        method: &'static str,
+        started: Instant,
+        answer: &Result<HttpAnswer, TransportError>,
+        shared_token: bool,
+    ) -> Answered {
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics
+            .api_call_duration
+            .get_or_create(&MethodLabels { method })
+            .observe(seconds);
+        if let Ok(a) = answer
+            && a.status == 429
+        {
+            self.limiter.throttled(method, a.retry_after);
+        }
+        let verdict = classify(answer);
+        debug!(
+            method,
+            seconds,
+            verdict = verdict.label(),
+            "Pushwoosh answered"
+        );
+        self.metrics
+            .api_calls
+            .get_or_create(&CallLabels {
+                method,
+                status: call_status(answer, &verdict),
+            })
+            .inc();
+        let breaker = self.breaker.record(&Signal::of(&verdict, shared_token));
+        Answered {
+            retry_reason: transient_reason(answer, &verdict),
+            verdict,
+            breaker,
+        }
+    }
+}
+
+/// The metrics label of a call: Pushwoosh's `status_code` for an HTTP 200 answer,
+/// `http_<status>` for other HTTP answers, the transport error otherwise.
+fn call_status(answer: &Result<HttpAnswer, TransportError>, verdict: &Verdict) -> String {
+    match answer {
+        Ok(a) if a.status == 200 => match verdict {
+            Verdict::Success { .. } => "200".to_owned(),
+            Verdict::Rejected { status_code, .. } => status_code.to_string(),
+            Verdict::Failed { status_code, .. } | Verdict::Transient { status_code, .. } => {
+                status_code.map_or_else(|| "unreadable".to_owned(), |c| c.to_string())
+            }
+        },
+        Ok(a) => format!("http_{}", a.status),
+        Err(e) => e.label().to_owned(),
+    }
+}
