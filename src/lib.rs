@@ -17,5 +17,4 @@ pub mod startup;
 pub mod telemetry;
 pub mod trace_context;
 pub mod validate;
-pub mod validation;
 pub mod worker;

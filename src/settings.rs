@@ -10,6 +10,8 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::job::JobKind;
+
 /// Everything the worker reads from its configuration.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -382,18 +384,18 @@ impl Default for BatchSettings {
 }
 
 impl RateLimitSettings {
-    /// The configured calls per minute of a Pushwoosh method (0: no client-side limit).
-    pub fn per_minute(&self, method: &str) -> u32 {
-        match method {
-            "createMessage" => self.create_message_per_minute,
-            "createSMSMessage" => self.create_sms_message_per_minute,
-            "createWhatsAppMessage" => self.create_whatsapp_message_per_minute,
-            "createTargetedMessage" => self.create_targeted_message_per_minute,
-            "cancelMessage" => self.cancel_message_per_minute,
-            "deleteMessage" => self.delete_message_per_minute,
-            "getMessageDetails" => self.get_message_details_per_minute,
-            "getPushHistory" => self.get_push_history_per_minute,
-            _ => 0,
+    /// The configured calls per minute of the Pushwoosh method of a job kind (0: no
+    /// client-side limit).
+    pub fn per_minute(&self, kind: JobKind) -> u32 {
+        match kind {
+            JobKind::Push => self.create_message_per_minute,
+            JobKind::Sms => self.create_sms_message_per_minute,
+            JobKind::Whatsapp => self.create_whatsapp_message_per_minute,
+            JobKind::Targeted => self.create_targeted_message_per_minute,
+            JobKind::Cancel => self.cancel_message_per_minute,
+            JobKind::Delete => self.delete_message_per_minute,
+            JobKind::Details => self.get_message_details_per_minute,
+            JobKind::History => self.get_push_history_per_minute,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! RabbitMQ: connecting (with bounded retries), declaring the topology, publishing with
 //! publisher confirms, and reading the management API (`topology --check`).
 
+pub mod confirm_channel;
 pub mod connect;
 pub mod dead_reason;
 pub mod management;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::job::{self, DecodeError};
 use crate::settings::UnknownParamsPolicy;
-use crate::validation;
+use crate::validate::check_job;
 
 /// Returns the number of invalid jobs, after printing a line per problem to `out`.
 pub fn run(
@@ -29,7 +29,7 @@ pub fn run(
                 vec![],
             ),
             Ok(job) => {
-                let report = validation::check(&job, unknown);
+                let report = check_job(&job, unknown);
                 let show = |v: Vec<crate::result_event::ValidationError>| {
                     v.into_iter()
                         .map(|e| format!("{}: {}", e.path, e.message))

@@ -46,6 +46,7 @@ struct Backoff {
 type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Moment>>;
 
 struct MethodLimiter {
+    kind: JobKind,
     method: &'static str,
     /// `None`: no client-side limit for this method, only the pause after a 429.
     gcra: Option<Gcra>,
@@ -92,8 +93,9 @@ impl RateLimiter {
                 let slowdown_gauge = metrics.rate_limit_slowdown.get_or_create(&labels).clone();
                 slowdown_gauge.set(1);
                 MethodLimiter {
+                    kind: *kind,
                     method,
-                    gcra: quota(settings, method)
+                    gcra: quota(settings, *kind)
                         .map(|q| governor::RateLimiter::direct_with_clock(q, TokioClock)),
                     line: tokio::sync::Semaphore::new(1),
                     throttle: Mutex::new(Throttle {
@@ -115,7 +117,7 @@ impl RateLimiter {
                     Some(_) => format!(
                         "{}={:.1}/min",
                         m.method,
-                        f64::from(settings.per_minute(m.method)) / f64::from(settings.replicas)
+                        f64::from(settings.per_minute(m.kind)) / f64::from(settings.replicas)
                     ),
                     None => format!("{}=unlimited", m.method),
                 })
@@ -268,8 +270,8 @@ impl MethodLimiter {
 
 /// The method's share of the account's limit in this process, or `None` for no limit.
 /// Calls are spaced `(60 s + window_slack) * replicas / per_minute` apart.
-fn quota(settings: &RateLimitSettings, method: &str) -> Option<Quota> {
-    let per_minute = settings.per_minute(method);
+fn quota(settings: &RateLimitSettings, kind: JobKind) -> Option<Quota> {
+    let per_minute = settings.per_minute(kind);
     if per_minute == 0 {
         return None;
     }

@@ -58,7 +58,7 @@ pub fn add_transaction_ids(job: &mut Job) {
 }
 
 #[derive(Serialize)]
-struct Envelope<'a> {
+struct RequestBody<'a> {
     request: WithAuth<'a>,
 }
 
@@ -71,14 +71,14 @@ struct WithAuth<'a> {
 
 /// `{"request": {"auth": …, <the job's fields>}}`, serialized once per job.
 pub fn body(request: &Map<String, Value>, token: &SecretString) -> bytes::Bytes {
-    let envelope = Envelope {
+    let body = RequestBody {
         request: WithAuth {
             auth: token.expose_secret(),
             rest: request,
         },
     };
     // A map of JSON values with string keys always serializes.
-    serde_json::to_vec(&envelope).unwrap_or_default().into()
+    serde_json::to_vec(&body).unwrap_or_default().into()
 }
 
 #[cfg(test)]

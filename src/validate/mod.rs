@@ -9,6 +9,7 @@ mod dates;
 pub mod filter;
 mod filter_lexer;
 mod filter_parser;
+mod job;
 mod methods;
 mod report;
 mod schema;
@@ -32,6 +33,7 @@ mod tests_seed_examples;
 
 use std::str::FromStr;
 
+pub use job::{JobReport, check_job};
 pub use report::{Problem, Report};
 /// "a string", "an array", …: a JSON value's type, for messages.
 pub use values::describe as json_type_name;

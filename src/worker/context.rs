@@ -14,9 +14,9 @@ use crate::broker::Publisher;
 use crate::job::{Job, JobKind};
 use crate::metrics::Metrics;
 use crate::pushwoosh::{PushwooshClient, RateLimiter};
-use crate::result_event::ValidationError;
 use crate::retry::{RetryDecision, RetryPolicy};
 use crate::settings::Settings;
+use crate::validate::JobReport;
 
 pub struct WorkerContext {
     pub settings: Arc<Settings>,
@@ -35,16 +35,9 @@ pub struct WorkerContext {
     pub acks: Acks,
 }
 
-/// The result of the worker's own validation of a job.
-#[derive(Debug, Default)]
-pub struct ValidationReport {
-    pub errors: Vec<ValidationError>,
-    pub warnings: Vec<ValidationError>,
-}
-
 impl WorkerContext {
-    pub fn validate(&self, job: &Job) -> ValidationReport {
-        crate::validation::check(job, self.settings.validation.unknown_params)
+    pub fn validate(&self, job: &Job) -> JobReport {
+        crate::validate::check_job(job, self.settings.validation.unknown_params)
     }
 
     /// Whether a call that may have reached Pushwoosh may be made again for this kind.

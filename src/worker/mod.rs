@@ -10,8 +10,10 @@ pub mod context;
 mod fate;
 mod outage;
 mod park;
+mod probe;
 pub mod process;
 mod received;
+mod session;
 mod settle;
 mod verdict;
 

@@ -1,13 +1,19 @@
-//! Glue between a decoded job and the parameter validator (`crate::validate`): the
-//! configured policy for unknown parameters in, result-event errors out.
+//! A decoded job checked as the worker checks it: the configured policy for unknown
+//! parameters in, the result event's errors and warnings out.
 
+use super::{Options, Problem, UnknownParams, validate};
 use crate::job::Job;
 use crate::result_event::ValidationError;
 use crate::settings::UnknownParamsPolicy;
-use crate::validate::{Options, Problem, UnknownParams, validate};
-use crate::worker::context::ValidationReport;
 
-pub fn check(job: &Job, unknown: UnknownParamsPolicy) -> ValidationReport {
+/// The result of the worker's own validation of a job.
+#[derive(Debug, Default)]
+pub struct JobReport {
+    pub errors: Vec<ValidationError>,
+    pub warnings: Vec<ValidationError>,
+}
+
+pub fn check_job(job: &Job, unknown: UnknownParamsPolicy) -> JobReport {
     let options = Options {
         unknown_params: match unknown {
             UnknownParamsPolicy::Reject => UnknownParams::Reject,
@@ -16,7 +22,7 @@ pub fn check(job: &Job, unknown: UnknownParamsPolicy) -> ValidationReport {
         },
     };
     let report = validate(job.kind.as_str(), &job.request, &options);
-    ValidationReport {
+    JobReport {
         errors: report.errors.into_iter().map(into_error).collect(),
         warnings: report.warnings.into_iter().map(into_error).collect(),
     }
