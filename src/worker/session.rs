@@ -217,8 +217,9 @@ pub(super) async fn session(
     Ok(SessionEnd::Stopped)
 }
 
-/// One task per delivery. The job's future is boxed first: it is ~4.6 KB, and tokio
-/// would otherwise copy all of it on spawn, into the task cell, and again on completion.
+/// One task per delivery. The job's future is boxed first: it is several kilobytes, and
+/// tokio would otherwise copy all of it on spawn, into the task cell, and again on
+/// completion.
 pub(super) fn spawn_process(
     tasks: &TaskTracker,
     delivery: lapin::message::Delivery,
