@@ -50,3 +50,20 @@ impl CallLimiter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: &T) {}
+
+    #[allow(dead_code)]
+    async fn futures_are_send(limiter: &CallLimiter, ledger: &Ledger) {
+        let account = Account::named("a");
+        is_send(&limiter.acquire(&account, "createMessage"));
+        is_send(&limiter.throttled(&account, "createMessage", None));
+        is_send(&ledger.claim(&[]));
+        is_send(&ledger.record(&[]));
+        is_send(&ledger.release(&[]));
+    }
+}

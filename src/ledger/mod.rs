@@ -114,6 +114,11 @@ impl Ledger {
         &self.inner.metrics
     }
 
+    /// The Redis key that remembers `job_id` (for operators' tools and tests).
+    pub fn key_of(&self, job_id: &str) -> Vec<u8> {
+        encoding::job_key(&self.inner.key_prefix, job_id)
+    }
+
     pub(crate) fn key_prefix(&self) -> &str {
         &self.inner.key_prefix
     }

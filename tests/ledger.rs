@@ -1,0 +1,18 @@
+//! The ledger against the real Redis: claims, records and releases of job ids, the
+//! account-wide rate limiter, Redis going away and coming back, and what a remembered
+//! job costs. Needs Redis (`REDIS_URL`, else 127.0.0.1:6379: `scripts/ensure-redis`)
+//! and the `redis-server` binary (for the tests that stop their own Redis).
+
+// The Send check of a spawned limiter call walks deep future types (the redis crate's).
+#![recursion_limit = "256"]
+
+#[path = "ledger/claims.rs"]
+mod claims;
+#[path = "ledger/limiter.rs"]
+mod limiter;
+#[path = "ledger/memory.rs"]
+mod memory;
+#[path = "ledger/outage.rs"]
+mod outage;
+#[path = "ledger/support.rs"]
+mod support;
