@@ -1,7 +1,8 @@
 //! The ledger against the real Redis: claims, records and releases of job ids, the
 //! account-wide rate limiter, Redis going away and coming back, and what a remembered
-//! job costs. Needs Redis (`REDIS_URL`, else 127.0.0.1:6379: `scripts/ensure-redis`)
-//! and the `redis-server` binary (for the tests that stop their own Redis).
+//! job costs; the same on a Cluster and behind Sentinel. Needs Redis (`REDIS_URL`, else 127.0.0.1:6379: `scripts/ensure-redis`)
+//! and the `redis-server` and `redis-cli` binaries (for the tests that run Redis servers of
+//! their own).
 
 // The Send check of a spawned limiter call walks deep future types (the redis crate's).
 #![recursion_limit = "256"]
@@ -16,3 +17,5 @@ mod memory;
 mod outage;
 #[path = "ledger/support.rs"]
 mod support;
+#[path = "ledger/topologies.rs"]
+mod topologies;

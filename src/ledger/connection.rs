@@ -1,16 +1,18 @@
 //! One connection to Redis, whatever its shape, that heals by itself: the crate's
 //! `ConnectionManager` for one node; for a cluster and for Sentinel, a connection made
 //! on first use and made again after it broke (Sentinel then names the master anew, so
-//! a failover is followed).
+//! a failover is followed). A batch of commands goes out as one pipeline; on a cluster,
+//! whose pipelines may not cross slots, as one pipeline per slot, all sent at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{AsyncConnectionConfig, Pipeline, RedisError, RedisResult, Value};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisResult, Value};
 use tokio::sync::Mutex;
 
 use super::endpoint::{Endpoint, SentinelEndpoint};
@@ -78,22 +80,110 @@ impl Connection {
         }))
     }
 
-    /// Sends the pipeline in one write and reads every reply; a command's error is its
-    /// reply (`Value::ServerError`), the pipeline's error means no reply came.
-    pub(super) async fn query(&self, pipe: &Pipeline) -> RedisResult<Vec<Value>> {
+    /// Sends the commands together and reads every reply, in order; a command's error
+    /// is its reply (`Value::ServerError`), an error means some reply did not come.
+    pub(super) async fn query(&self, commands: &[Routed]) -> RedisResult<Vec<Value>> {
         match self {
-            Self::Single(manager) => pipe.query_async(&mut manager.clone()).await,
-            Self::Made(made) => made.query(pipe).await,
+            Self::Single(manager) => pipeline(commands).query_async(&mut manager.clone()).await,
+            Self::Made(made) => made.query(commands).await,
         }
     }
 }
 
+/// A command and the slot of the key it touches (`None`: it touches no key).
+pub(super) struct Routed {
+    pub cmd: Cmd,
+    pub slot: Option<u16>,
+}
+
+impl Routed {
+    pub(super) fn keyless(cmd: Cmd) -> Self {
+        Self { cmd, slot: None }
+    }
+
+    pub(super) fn on_key(cmd: Cmd, key: &[u8]) -> Self {
+        Self {
+            cmd,
+            slot: Some(slot(key)),
+        }
+    }
+}
+
+fn pipeline<'a>(commands: impl IntoIterator<Item = &'a Routed>) -> Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for routed in commands {
+        pipe.add_command(routed.cmd.clone());
+    }
+    pipe
+}
+
+/// One pipeline per slot, and each keyless command alone (so that the cluster client
+/// routes it: `SCRIPT LOAD` to every primary), all sent at once.
+async fn query_cluster(
+    connection: &ClusterConnection,
+    commands: &[Routed],
+) -> RedisResult<Vec<Value>> {
+    let mut groups: Vec<(Option<u16>, Vec<usize>)> = Vec::new();
+    for (i, routed) in commands.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|(slot, _)| slot.is_some() && *slot == routed.slot)
+        {
+            Some((_, members)) => members.push(i),
+            None => groups.push((routed.slot, vec![i])),
+        }
+    }
+    let answers = join_all(groups.iter().map(|(slot, members)| {
+        let mut connection = connection.clone();
+        async move {
+            match slot {
+                Some(_) => {
+                    pipeline(members.iter().map(|&i| &commands[i]))
+                        .query_async::<Vec<Value>>(&mut connection)
+                        .await
+                }
+                None => commands[members[0]]
+                    .cmd
+                    .query_async::<Value>(&mut connection)
+                    .await
+                    .map(|v| vec![v]),
+            }
+        }
+    }))
+    .await;
+    let mut replies = vec![Value::Nil; commands.len()];
+    for ((_, members), answer) in groups.iter().zip(answers) {
+        for (&i, reply) in members.iter().zip(answer?) {
+            replies[i] = reply;
+        }
+    }
+    Ok(replies)
+}
+
+/// Redis Cluster's slot of a key without a hash tag (the ledger's keys have none):
+/// CRC16 (XMODEM) modulo 16384.
+fn slot(key: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in key {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
 impl MadeOnDemand {
-    async fn query(&self, pipe: &Pipeline) -> RedisResult<Vec<Value>> {
+    async fn query(&self, commands: &[Routed]) -> RedisResult<Vec<Value>> {
         let connection = self.connection().await?;
         let result = match connection {
-            Made::Cluster(mut c) => pipe.query_async(&mut c).await,
-            Made::Node(mut c) => pipe.query_async(&mut c).await,
+            Made::Cluster(c) => query_cluster(&c, commands).await,
+            Made::Node(mut c) => pipeline(commands).query_async(&mut c).await,
         };
         if let Err(e) = &result
             && broken(e)
@@ -152,4 +242,17 @@ fn sentinel_client(s: &SentinelEndpoint) -> RedisResult<SentinelClient> {
         Some(master),
         SentinelServerType::Master,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_redis_clusters() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(slot(b"123456789"), 0x31C3 % 16384);
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b""), 0);
+    }
 }

@@ -4,7 +4,7 @@
 //!
 //! A job's life in it: `claim` before the call (one round trip per batch), then `record`
 //! as soon as Pushwoosh answers, or `release` when the call cannot have reached
-//! Pushwoosh. See `docs/design.md` ("The ledger") for the keys, values and scripts.
+//! Pushwoosh. See `docs/design.md` ("The ledger in Redis") for the keys, values and scripts.
 
 mod account;
 mod call_limiter;
@@ -32,7 +32,7 @@ pub use limiter::{Granted, SharedLimiter};
 
 use crate::metrics::{LedgerMetrics, Metrics};
 use crate::settings::{LedgerSettings, OnUnavailable};
-use connection::Connection;
+use connection::{Connection, Routed};
 
 /// A handle on the ledger; clones share one connection.
 #[derive(Clone)]
@@ -90,9 +90,8 @@ impl Ledger {
 
     /// Asks Redis now (`PING`): for `/readyz` and for probing while Redis is away.
     pub async fn ping(&self) -> Result<(), LedgerError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("PING");
-        self.round_trip("ping", &pipe).await.map(drop)
+        let ping = Routed::keyless(redis::cmd("PING"));
+        self.round_trip("ping", &[ping]).await.map(drop)
     }
 
     /// Returns once Redis answers, asking every `every`.
@@ -126,10 +125,15 @@ impl Ledger {
     /// Caches every script in Redis up front, so that the first batch takes one round
     /// trip too (a cluster caches them on every primary).
     async fn load_scripts(&self) -> Result<(), LedgerError> {
-        let mut pipe = redis::pipe();
-        for source in claims::SCRIPTS.iter().chain(limiter::SCRIPTS.iter()) {
-            pipe.cmd("SCRIPT").arg("LOAD").arg(*source);
-        }
-        self.round_trip("ping", &pipe).await.map(drop)
+        let loads: Vec<Routed> = claims::SCRIPTS
+            .iter()
+            .chain(limiter::SCRIPTS.iter())
+            .map(|source| {
+                let mut load = redis::cmd("SCRIPT");
+                load.arg("LOAD").arg(*source);
+                Routed::keyless(load)
+            })
+            .collect();
+        self.round_trip("ping", &loads).await.map(drop)
     }
 }

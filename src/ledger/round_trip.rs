@@ -6,8 +6,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use redis::{Pipeline, ServerErrorKind, Value};
+use redis::{ServerErrorKind, Value};
 
+use super::connection::Routed;
 use super::{Ledger, LedgerError};
 
 /// A Lua script that touches the one key it is given.
@@ -47,16 +48,18 @@ impl Ledger {
         if calls.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for call in calls {
-            pipe.cmd("EVALSHA")
-                .arg(script.script.get_hash())
-                .arg(1)
-                .arg(&call.key)
-                .arg(&call.args);
-        }
-        let mut replies = self.round_trip(operation, &pipe).await?;
+        let commands: Vec<Routed> = calls
+            .iter()
+            .map(|call| {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(script.script.get_hash())
+                    .arg(1)
+                    .arg(&call.key)
+                    .arg(&call.args);
+                Routed::on_key(cmd, &call.key)
+            })
+            .collect();
+        let mut replies = self.round_trip(operation, &commands).await?;
         let missing: Vec<usize> = replies
             .iter()
             .enumerate()
@@ -64,16 +67,17 @@ impl Ledger {
             .map(|(i, _)| i)
             .collect();
         if !missing.is_empty() {
-            let mut again = redis::pipe();
-            again.ignore_errors();
-            for &i in &missing {
-                again
-                    .cmd("EVAL")
-                    .arg(script.source())
-                    .arg(1)
-                    .arg(&calls[i].key)
-                    .arg(&calls[i].args);
-            }
+            let again: Vec<Routed> = missing
+                .iter()
+                .map(|&i| {
+                    let mut cmd = redis::cmd("EVAL");
+                    cmd.arg(script.source())
+                        .arg(1)
+                        .arg(&calls[i].key)
+                        .arg(&calls[i].args);
+                    Routed::on_key(cmd, &calls[i].key)
+                })
+                .collect();
             let answers = self.round_trip(operation, &again).await?;
             for (i, answer) in missing.into_iter().zip(answers) {
                 replies[i] = answer;
@@ -86,15 +90,17 @@ impl Ledger {
         Ok(replies)
     }
 
-    /// Sends `pipe` and waits for its replies, at most `ledger.timeout_ms`.
+    /// Sends the commands together and waits for their replies, at most
+    /// `ledger.timeout_ms`.
     pub(super) async fn round_trip(
         &self,
         operation: &'static str,
-        pipe: &Pipeline,
+        commands: &[Routed],
     ) -> Result<Vec<Value>, LedgerError> {
         let inner = &self.inner;
         let started = Instant::now();
-        let result = match tokio::time::timeout(inner.timeout, inner.connection.query(pipe)).await {
+        let query = inner.connection.query(commands);
+        let result = match tokio::time::timeout(inner.timeout, query).await {
             Ok(Ok(replies)) => Ok(replies),
             Ok(Err(e)) => Err(LedgerError::from(e)),
             Err(_) => Err(LedgerError::Unavailable(format!(

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,18 +131,59 @@ where
 /// A redis-server of a test's own, on a free port, that the test may stop and start.
 pub struct OwnRedis {
     pub port: u16,
+    /// Arguments after the port and the directory: a config file, flags.
+    args: Vec<String>,
+    dir: PathBuf,
     child: Option<Child>,
 }
 
 impl OwnRedis {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server with these flags too (e.g. `--cluster-enabled yes`).
+    pub fn start_with(flags: &[&str]) -> Self {
+        let mut redis = Self::unstarted();
+        redis
+            .args
+            .extend(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"].map(String::from));
+        redis.args.extend(flags.iter().map(|f| f.to_string()));
+        redis.restart();
+        redis
+    }
+
+    /// A Sentinel watching the master on `master_port` as `ledgermaster`.
+    pub fn sentinel(master_port: u16) -> Self {
+        let mut redis = Self::unstarted();
+        let conf = redis.dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {}\nbind 127.0.0.1\nsentinel monitor ledgermaster 127.0.0.1 {master_port} 1\n",
+                redis.port
+            ),
+        )
+        .unwrap();
+        redis.args = vec![conf.display().to_string(), "--sentinel".into()];
+        redis.restart();
+        redis
+    }
+
+    fn unstarted() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut redis = Self { port, child: None };
-        redis.restart();
-        redis
+        let dir =
+            std::env::temp_dir().join(format!("pw-ledger-redis-{port}-{:08x}", fastrand::u32(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            port,
+            args: Vec::new(),
+            dir,
+            child: None,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -159,9 +201,17 @@ impl OwnRedis {
     /// Starts it (again) on the same port, empty, and waits until it answers.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let mut command = Command::new("redis-server");
+        if self.args.first().is_some_and(|a| a.ends_with(".conf")) {
+            command.args(&self.args);
+        } else {
+            command
+                .args(["--port", &self.port.to_string()])
+                .arg("--dir")
+                .arg(&self.dir)
+                .args(&self.args);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -191,5 +241,6 @@ impl OwnRedis {
 impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
