@@ -52,17 +52,8 @@ impl Endpoint {
                     "a cluster URL has no path: a cluster has only database 0"
                 );
                 let at = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
-                let nodes = hosts
-                    .iter()
-                    .map(|host| {
-                        let node = format!("{base}://{at}{}", with_port(host, REDIS_PORT));
-                        node.as_str()
-                            .into_connection_info()
-                            .map_err(|_| anyhow::anyhow!("bad cluster node {host:?}"))?;
-                        Ok(node)
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                Ok(Self::Cluster(nodes))
+                let base = format!("{base}://{at}");
+                Ok(Self::Cluster(node_urls(&base, &hosts, REDIS_PORT)?))
             }
             "redis+sentinel" | "rediss+sentinel" => {
                 let base = &scheme[..scheme.len() - "+sentinel".len()];
@@ -93,18 +84,8 @@ impl Endpoint {
                     }
                     None => (None, None),
                 };
-                let sentinels = hosts
-                    .iter()
-                    .map(|host| {
-                        let node = format!("{base}://{}", with_port(host, SENTINEL_PORT));
-                        node.as_str()
-                            .into_connection_info()
-                            .map_err(|_| anyhow::anyhow!("bad sentinel {host:?}"))?;
-                        Ok(node)
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
                 Ok(Self::Sentinel(SentinelEndpoint {
-                    sentinels,
+                    sentinels: node_urls(&format!("{base}://"), &hosts, SENTINEL_PORT)?,
                     master: percent_decode(master)?,
                     tls: base == "rediss",
                     db,
@@ -162,6 +143,20 @@ fn split_authority(rest: &str) -> anyhow::Result<(Option<&str>, Vec<&str>, &str)
         "a host is missing in the URL's host list"
     );
     Ok((userinfo, hosts, path))
+}
+
+/// `<base><host>:<port>` for each host (`port` when it names none), each a URL the crate reads.
+fn node_urls(base: &str, hosts: &[&str], port: u16) -> anyhow::Result<Vec<String>> {
+    hosts
+        .iter()
+        .map(|host| {
+            let node = format!("{base}{}", with_port(host, port));
+            node.as_str()
+                .into_connection_info()
+                .map_err(|_| anyhow::anyhow!("bad host {host:?}"))?;
+            Ok(node)
+        })
+        .collect()
 }
 
 /// `host` with `port` appended when it names none (`[::1]` and `[::1]:7000` alike).

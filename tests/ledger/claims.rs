@@ -5,7 +5,7 @@ use std::time::Duration;
 use pushwoosh_worker::ledger::{Claim, ClaimOutcome, Record, Recorded};
 use pushwoosh_worker::result_event::Outcome;
 
-use crate::support::{Prefix, eventually, round_trips};
+use crate::support::{Prefix, claims_of, eventually, push_answer, records_of, round_trips};
 
 const NOW: i64 = 1_796_330_000_000;
 
@@ -183,7 +183,7 @@ async fn a_batch_of_100_is_one_round_trip_for_each_operation() {
     let prefix = Prefix::new();
     let (ledger, metrics) = prefix.ledger().await;
     let ids: Vec<String> = (0..100).map(|i| format!("batch-job-{i:03}")).collect();
-    let claims: Vec<Claim> = ids.iter().map(|id| claim(id, 7)).collect();
+    let claims = claims_of(&ids, 7);
     let before = round_trips(&metrics, "claim");
     let outcomes = ledger.claim(&claims).await.unwrap();
     assert_eq!(round_trips(&metrics, "claim") - before, 1.0);
@@ -192,14 +192,10 @@ async fn a_batch_of_100_is_one_round_trip_for_each_operation() {
         "{outcomes:?}"
     );
 
-    let records: Vec<Record> = ids[..50]
-        .iter()
-        .map(|id| Record {
-            job_id: id,
-            answer: answer(&["C3F8-C3863ED4-334AD4F1"]),
-        })
-        .collect();
-    ledger.record(&records).await.unwrap();
+    ledger
+        .record(&records_of(&ids[..50], &push_answer()))
+        .await
+        .unwrap();
     ledger.release(&claims[50..]).await.unwrap();
     assert_eq!(round_trips(&metrics, "record"), 1.0);
     assert_eq!(round_trips(&metrics, "release"), 1.0);

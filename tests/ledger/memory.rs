@@ -1,10 +1,7 @@
 //! What one remembered job costs Redis, measured (`scripts/ledger-memory` runs it on a
 //! Redis of its own: `INFO memory` counts the whole server).
 
-use pushwoosh_worker::ledger::{Claim, Record, Recorded};
-use pushwoosh_worker::result_event::Outcome;
-
-use crate::support::Prefix;
+use crate::support::{Prefix, claims_of, push_answer, records_of};
 
 const JOBS: usize = 100_000;
 const BATCH: usize = 100;
@@ -33,29 +30,10 @@ async fn one_remembered_job_costs_at_most_150_bytes() {
     let ids: Vec<String> = (0..JOBS)
         .map(|i| format!("{seed:08x}-{:04x}-4e1f-9b7c-{i:012x}", i % 65_536))
         .collect();
-    let answer = Recorded {
-        outcome: Outcome::Ok,
-        status_code: Some(200),
-        message_codes: vec!["C3F8-C3863ED4-334AD4F1".into()],
-    };
+    let answer = push_answer();
     for batch in ids.chunks(BATCH) {
-        let claims: Vec<Claim> = batch
-            .iter()
-            .map(|job_id| Claim {
-                job_id,
-                owner: 1,
-                now_ms: 1,
-            })
-            .collect();
-        ledger.claim(&claims).await.unwrap();
-        let records: Vec<Record> = batch
-            .iter()
-            .map(|job_id| Record {
-                job_id,
-                answer: answer.clone(),
-            })
-            .collect();
-        ledger.record(&records).await.unwrap();
+        ledger.claim(&claims_of(batch, 1)).await.unwrap();
+        ledger.record(&records_of(batch, &answer)).await.unwrap();
     }
     let after = used_memory(&mut redis);
     let per_job = (after - before) as f64 / JOBS as f64;

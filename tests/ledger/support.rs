@@ -9,8 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pushwoosh_worker::ledger::Ledger;
+use pushwoosh_worker::ledger::{Claim, Ledger, Record, Recorded};
 use pushwoosh_worker::metrics::Metrics;
+use pushwoosh_worker::result_event::Outcome;
 use pushwoosh_worker::settings::LedgerSettings;
 use secrecy::SecretString;
 
@@ -93,6 +94,36 @@ impl Drop for Prefix {
         for chunk in keys.chunks(500) {
             let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut redis);
         }
+    }
+}
+
+/// One claim per id, all by `owner`.
+pub fn claims_of(ids: &[String], owner: u64) -> Vec<Claim<'_>> {
+    ids.iter()
+        .map(|job_id| Claim {
+            job_id,
+            owner,
+            now_ms: 1,
+        })
+        .collect()
+}
+
+/// The same answer for each id.
+pub fn records_of<'a>(ids: &'a [String], answer: &Recorded) -> Vec<Record<'a>> {
+    ids.iter()
+        .map(|job_id| Record {
+            job_id,
+            answer: answer.clone(),
+        })
+        .collect()
+}
+
+/// A typical push's answer: ok, 200, one message code.
+pub fn push_answer() -> Recorded {
+    Recorded {
+        outcome: Outcome::Ok,
+        status_code: Some(200),
+        message_codes: vec!["C3F8-C3863ED4-334AD4F1".into()],
     }
 }
 

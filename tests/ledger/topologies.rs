@@ -4,41 +4,25 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use pushwoosh_worker::ledger::{Claim, ClaimOutcome, Record, Recorded};
-use pushwoosh_worker::result_event::Outcome;
+use pushwoosh_worker::ledger::ClaimOutcome;
 
-use crate::support::{OwnRedis, Prefix, eventually};
+use crate::support::{OwnRedis, Prefix, claims_of, eventually, push_answer, records_of};
 
 /// Claims 100 ids (spread over every node of a cluster), records half, claims again.
 async fn batch_round(prefix: &Prefix) {
     let (ledger, _) = prefix.ledger().await;
     let ids: Vec<String> = (0..100).map(|i| format!("topology-job-{i}")).collect();
-    let claims: Vec<Claim> = ids
-        .iter()
-        .map(|job_id| Claim {
-            job_id,
-            owner: 1,
-            now_ms: 1,
-        })
-        .collect();
+    let claims = claims_of(&ids, 1);
     let outcomes = ledger.claim(&claims).await.unwrap();
     assert!(
         outcomes.iter().all(|o| *o == ClaimOutcome::Claimed),
         "{outcomes:?}"
     );
-    let answer = Recorded {
-        outcome: Outcome::Ok,
-        status_code: Some(200),
-        message_codes: vec!["C3F8-C3863ED4-334AD4F1".into()],
-    };
-    let records: Vec<Record> = ids[..50]
-        .iter()
-        .map(|job_id| Record {
-            job_id,
-            answer: answer.clone(),
-        })
-        .collect();
-    ledger.record(&records).await.unwrap();
+    let answer = push_answer();
+    ledger
+        .record(&records_of(&ids[..50], &answer))
+        .await
+        .unwrap();
     ledger.release(&claims[50..]).await.unwrap();
     let outcomes = ledger.claim(&claims).await.unwrap();
     assert!(
