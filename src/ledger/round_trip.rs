@@ -131,7 +131,7 @@ impl Ledger {
         inner.metrics.set_available(now);
         if before != now {
             if now {
-                tracing::info!(redis = %inner.endpoint, "Redis answers the ledger again");
+                tracing::info!(redis = %inner.endpoint, "Redis answers the ledger");
             } else {
                 tracing::warn!(redis = %inner.endpoint, "Redis does not answer the ledger");
             }
