@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod http;
 pub mod job;
+pub mod ledger;
 pub mod metrics;
 pub mod pushwoosh;
 pub mod result_event;

@@ -17,6 +17,9 @@ use crate::job::JobKind;
 use crate::pushwoosh::{HttpAnswer, TransportError};
 use crate::worker::acks::HandBack;
 
+mod ledger;
+pub use ledger::{KindLabels, LEDGER_OPERATIONS, LedgerMetrics, OperationLabels, RedisErrorLabels};
+
 const OUTCOMES: [&str; 3] = ["ok", "rejected", "failed"];
 const BREAKER_STATES: [&str; 3] = ["open", "half_open", "closed"];
 
@@ -129,6 +132,7 @@ pub struct Metrics {
     pub publisher_available: Gauge,
     pub channel_reopens: Family<ChannelLabels, Counter>,
     pub results_refused: Counter,
+    pub ledger: LedgerMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -285,6 +289,7 @@ impl Metrics {
             "Result events the broker refused as they were (too large for it, nacked); the job got a shortened result instead",
             results_refused.clone(),
         );
+        let ledger = LedgerMetrics::register(&mut registry);
         for reason in HandBack::ALL {
             let _ = hand_backs.get_or_create(&ReasonLabels {
                 reason: reason.as_str(),
@@ -342,6 +347,7 @@ impl Metrics {
             publisher_available,
             channel_reopens,
             results_refused,
+            ledger,
         }
     }
 
@@ -398,6 +404,13 @@ mod tests {
             r#"pushwoosh_worker_jobs_total{kind="unknown",outcome="rejected"} 0"#,
             r#"pushwoosh_worker_dead_letters_total{reason="poison"} 0"#,
             r#"pushwoosh_worker_breaker_transitions_total{to="open"} 0"#,
+            r#"pushwoosh_worker_ledger_hits_total{kind="sms"} 0"#,
+            r#"pushwoosh_worker_ledger_duplicates_refused_total{kind="whatsapp"} 0"#,
+            r#"pushwoosh_worker_ledger_unknown_deliveries_total{kind="push"} 0"#,
+            r#"pushwoosh_worker_ledger_unrecorded_total{kind="targeted"} 0"#,
+            r#"pushwoosh_worker_ledger_redis_errors_total{operation="claim",error="unavailable"} 0"#,
+            r#"pushwoosh_worker_ledger_redis_duration_seconds_count{operation="record"} 0"#,
+            "pushwoosh_worker_ledger_available 0",
         ] {
             assert!(text.contains(series), "{series} in\n{text}");
         }

@@ -1,6 +1,6 @@
 //! The worker's configuration: typed settings with a built-in default for every key,
 //! layered from `config/default.toml` (or `--config`), `PUSHWOOSH_WORKER__SECTION__KEY`
-//! variables, and the three short variables that always win.
+//! variables, and the four short variables that always win.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub batch: BatchSettings,
     pub runtime: RuntimeSettings,
+    pub ledger: LedgerSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -383,6 +384,67 @@ impl Default for BatchSettings {
     }
 }
 
+/// What the worker does while Redis does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// Stop taking jobs (like the open circuit breaker) until Redis answers again: nothing
+    /// is sent that the ledger did not see, and the account's budget is never exceeded.
+    #[default]
+    Hold,
+    /// Go on without the ledger, loudly: jobs are sent unrecorded and the rate limiter
+    /// falls back to this process's share (`rate_limit.replicas`).
+    Send,
+}
+
+/// The ledger: which job ids went out, and the account-wide rate limits, in Redis, shared
+/// by every replica.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerSettings {
+    /// Off: no Redis, no memory of job ids, and each process keeps its share of the rate
+    /// limits (`rate_limit.replicas`).
+    pub enabled: bool,
+    /// Redis URL; `REDIS_URL` overrides it. `redis://` or `rediss://` (TLS) for one node,
+    /// `redis+cluster://host1:port,host2:port` for a cluster, and
+    /// `redis+sentinel://host1:26379,host2:26379/master_name` for Sentinel (`rediss+…`
+    /// with TLS). It may hold a password, so it never prints.
+    pub url: SecretString,
+    /// How long a job id that reached Pushwoosh is remembered: a job published again
+    /// within this window is not sent again.
+    pub window_ms: u64,
+    /// Every key the worker writes starts with this. Keep it short: up to 10 characters,
+    /// a remembered job costs ~150 bytes; each character more costs up to 16 bytes a job.
+    pub key_prefix: String,
+    /// `hold` or `send`: see [`OnUnavailable`].
+    pub on_unavailable: OnUnavailable,
+    /// The longest one Redis round trip may take before Redis counts as unavailable.
+    pub timeout_ms: u64,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: SecretString::from("redis://127.0.0.1:6379"),
+            window_ms: 86_400_000,
+            key_prefix: "pushwoosh:".into(),
+            on_unavailable: OnUnavailable::Hold,
+            timeout_ms: 1_000,
+        }
+    }
+}
+
+impl LedgerSettings {
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
 impl RateLimitSettings {
     /// The configured calls per minute of the Pushwoosh method of a job kind (0: no
     /// client-side limit).
@@ -449,6 +511,7 @@ impl Settings {
             ("AMQP_URL", "amqp.url"),
             ("PUSHWOOSH_API_URL", "pushwoosh.api_url"),
             ("PUSHWOOSH_AUTH_TOKEN", "pushwoosh.auth_token"),
+            ("REDIS_URL", "ledger.url"),
         ] {
             if let Some(value) = env.get(var).filter(|v| !v.is_empty()) {
                 builder = builder.set_override(key, value.as_str())?;
@@ -528,6 +591,16 @@ impl Settings {
             r.max_pause_ms >= r.default_pause_ms,
             "rate_limit.max_pause_ms must be at least rate_limit.default_pause_ms"
         );
+        let l = &self.ledger;
+        anyhow::ensure!(l.window_ms > 0, "ledger.window_ms must be at least 1");
+        anyhow::ensure!(l.timeout_ms > 0, "ledger.timeout_ms must be at least 1");
+        anyhow::ensure!(
+            !l.key_prefix.contains(['{', '}']),
+            "ledger.key_prefix must not hold braces: Redis Cluster would read them as a hash tag and put every key on one node"
+        );
+        if l.enabled {
+            crate::ledger::Endpoint::parse(l.url.expose_secret()).context("ledger.url")?;
+        }
         Ok(())
     }
 }
@@ -552,6 +625,11 @@ mod tests {
         assert_eq!(s.pushwoosh.api_url, "https://api.pushwoosh.com/json/1.3");
         assert_eq!(s.http.listen, "127.0.0.1:9464");
         assert_eq!(s.runtime.worker_threads, 1);
+        assert!(s.ledger.enabled);
+        assert_eq!(s.ledger.url.expose_secret(), "redis://127.0.0.1:6379");
+        assert_eq!(s.ledger.window_ms, 86_400_000);
+        assert_eq!(s.ledger.key_prefix, "pushwoosh:");
+        assert_eq!(s.ledger.on_unavailable, OnUnavailable::Hold);
     }
 
     #[test]
@@ -574,6 +652,9 @@ mod tests {
                 ("PUSHWOOSH_API_URL", "http://127.0.0.1:1/json/1.3"),
                 ("PUSHWOOSH_AUTH_TOKEN", "tok"),
                 ("PUSHWOOSH_WORKER_CONFIG", "ignored-by-the-key-loader"),
+                ("PUSHWOOSH_WORKER__LEDGER__URL", "redis://from-section:6379"),
+                ("REDIS_URL", "redis://short-wins:6379"),
+                ("PUSHWOOSH_WORKER__LEDGER__ON_UNAVAILABLE", "send"),
             ]),
         )
         .unwrap();
@@ -582,6 +663,41 @@ mod tests {
         assert_eq!(s.amqp.url, "amqp://short-wins");
         assert_eq!(s.pushwoosh.api_url, "http://127.0.0.1:1/json/1.3");
         assert_eq!(s.pushwoosh.token_for(None).unwrap().expose_secret(), "tok");
+        assert_eq!(s.ledger.url.expose_secret(), "redis://short-wins:6379");
+        assert_eq!(s.ledger.on_unavailable, OnUnavailable::Send);
+    }
+
+    #[test]
+    fn the_redis_password_never_prints_and_bad_ledger_values_are_clear_errors() {
+        let s =
+            Settings::load_from(None, &env(&[("REDIS_URL", "redis://:pa55word@db:6379")])).unwrap();
+        assert!(!format!("{s:?}").contains("pa55word"));
+        for (var, value, says) in [
+            ("PUSHWOOSH_WORKER__LEDGER__WINDOW_MS", "0", "window_ms"),
+            ("PUSHWOOSH_WORKER__LEDGER__TIMEOUT_MS", "0", "timeout_ms"),
+            (
+                "PUSHWOOSH_WORKER__LEDGER__KEY_PREFIX",
+                "{pw}:",
+                "key_prefix",
+            ),
+            ("REDIS_URL", "http://db:6379", "ledger.url"),
+            (
+                "PUSHWOOSH_WORKER__LEDGER__ON_UNAVAILABLE",
+                "drop",
+                "on_unavailable",
+            ),
+        ] {
+            let err = Settings::load_from(None, &env(&[(var, value)])).unwrap_err();
+            assert!(format!("{err:#}").contains(says), "{var}={value}: {err:#}");
+        }
+        let off = Settings::load_from(
+            None,
+            &env(&[
+                ("PUSHWOOSH_WORKER__LEDGER__ENABLED", "false"),
+                ("REDIS_URL", "http://ignored"),
+            ]),
+        );
+        assert!(off.is_ok(), "a disabled ledger's URL is not checked");
     }
 
     #[test]

@@ -282,9 +282,9 @@ fn quota(settings: &RateLimitSettings, kind: JobKind) -> Option<Quota> {
 }
 
 /// Records how long a caller waited, also when it was cancelled while waiting.
-struct WaitTimer<'a> {
-    histogram: &'a Histogram,
-    started: Instant,
+pub(crate) struct WaitTimer<'a> {
+    pub(crate) histogram: &'a Histogram,
+    pub(crate) started: Instant,
 }
 
 impl Drop for WaitTimer<'_> {

@@ -1,0 +1,303 @@
+//! Claims, records and releases against the real Redis.
+
+use std::time::Duration;
+
+use pushwoosh_worker::ledger::{Claim, ClaimOutcome, Record, Recorded};
+use pushwoosh_worker::result_event::Outcome;
+
+use crate::support::{Prefix, claims_of, eventually, push_answer, records_of, round_trips};
+
+const NOW: i64 = 1_796_330_000_000;
+
+fn claim(job_id: &str, owner: u64) -> Claim<'_> {
+    Claim {
+        job_id,
+        owner,
+        now_ms: NOW + owner as i64,
+    }
+}
+
+fn answer(codes: &[&str]) -> Recorded {
+    Recorded {
+        outcome: Outcome::Ok,
+        status_code: Some(200),
+        message_codes: codes.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_claim_is_taken_once_and_found_by_everyone_else() {
+    let prefix = Prefix::new();
+    let (ledger, _) = prefix.ledger().await;
+    let id = "3f2c1b9e-8d4a-4e1f-9b7c-2a5d6e8f0a1b";
+    assert_eq!(
+        ledger.claim(&[claim(id, 1)]).await.unwrap(),
+        [ClaimOutcome::Claimed]
+    );
+    // The same processing again (a retry after a call that may have gone out).
+    assert_eq!(
+        ledger.claim(&[claim(id, 1)]).await.unwrap(),
+        [ClaimOutcome::Sending {
+            since_ms: NOW + 1,
+            by_self: true
+        }]
+    );
+    // A second publish of the id, processed elsewhere.
+    assert_eq!(
+        ledger.claim(&[claim(id, 2)]).await.unwrap(),
+        [ClaimOutcome::Sending {
+            since_ms: NOW + 1,
+            by_self: false
+        }]
+    );
+}
+
+#[tokio::test]
+async fn an_answer_is_repeated_to_every_later_claim_and_the_first_one_stands() {
+    let prefix = Prefix::new();
+    let (ledger, _) = prefix.ledger().await;
+    let (id, other) = ("job-answered", "job-never-claimed");
+    assert_eq!(
+        ledger.claim(&[claim(id, 1)]).await.unwrap(),
+        [ClaimOutcome::Claimed]
+    );
+    let first = answer(&["C3F8-C3863ED4-334AD4F1", "not-hex-shaped"]);
+    ledger
+        .record(&[Record {
+            job_id: id,
+            answer: first.clone(),
+        }])
+        .await
+        .unwrap();
+    let later = Recorded {
+        outcome: Outcome::Failed,
+        status_code: Some(500),
+        message_codes: vec![],
+    };
+    ledger
+        .record(&[
+            Record {
+                job_id: id,
+                answer: later.clone(),
+            },
+            // An answer without a claim is remembered too.
+            Record {
+                job_id: other,
+                answer: later.clone(),
+            },
+        ])
+        .await
+        .unwrap();
+    for owner in [1, 2] {
+        assert_eq!(
+            ledger
+                .claim(&[claim(id, owner), claim(other, owner)])
+                .await
+                .unwrap(),
+            [
+                ClaimOutcome::Answered(first.clone()),
+                ClaimOutcome::Answered(later.clone())
+            ]
+        );
+    }
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(ledger.key_of(id))
+        .query(&mut prefix.redis())
+        .unwrap();
+    assert!(ttl > 86_000_000 && ttl <= 86_400_000, "{ttl}");
+}
+
+#[tokio::test]
+async fn a_released_claim_is_claimed_by_anyone_and_only_its_owner_releases_it() {
+    let prefix = Prefix::new();
+    let (ledger, _) = prefix.ledger().await;
+    let (id, answered) = ("job-released", "job-answered");
+    ledger
+        .claim(&[claim(id, 1), claim(answered, 1)])
+        .await
+        .unwrap();
+    ledger
+        .record(&[Record {
+            job_id: answered,
+            answer: answer(&[]),
+        }])
+        .await
+        .unwrap();
+    // Another processing cannot forget this one's claim, nor anyone an answer.
+    ledger
+        .release(&[claim(id, 2), claim(answered, 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger
+            .claim(&[claim(id, 3), claim(answered, 3)])
+            .await
+            .unwrap(),
+        [
+            ClaimOutcome::Sending {
+                since_ms: NOW + 1,
+                by_self: false
+            },
+            ClaimOutcome::Answered(answer(&[]))
+        ]
+    );
+    ledger.release(&[claim(id, 1)]).await.unwrap();
+    assert_eq!(
+        ledger.claim(&[claim(id, 3)]).await.unwrap(),
+        [ClaimOutcome::Claimed]
+    );
+    // Releasing what is not there is harmless.
+    ledger.release(&[claim("job-unknown", 1)]).await.unwrap();
+}
+
+#[tokio::test]
+async fn ids_are_forgotten_after_the_window() {
+    let prefix = Prefix::new();
+    let (ledger, _) = prefix.ledger_with(|s| s.window_ms = 300).await;
+    let (claimed, answered) = ("job-claimed", "job-answered");
+    ledger
+        .claim(&[claim(claimed, 1), claim(answered, 1)])
+        .await
+        .unwrap();
+    ledger
+        .record(&[Record {
+            job_id: answered,
+            answer: answer(&["C3F8-C3863ED4-334AD4F1"]),
+        }])
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "both ids forgotten", || async {
+        let outcomes = ledger.claim(&[claim(claimed, 9), claim(answered, 9)]).await;
+        let forgotten = outcomes.unwrap() == [ClaimOutcome::Claimed, ClaimOutcome::Claimed];
+        ledger
+            .release(&[claim(claimed, 9), claim(answered, 9)])
+            .await
+            .unwrap();
+        forgotten
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_of_100_is_one_round_trip_for_each_operation() {
+    let prefix = Prefix::new();
+    let (ledger, metrics) = prefix.ledger().await;
+    let ids: Vec<String> = (0..100).map(|i| format!("batch-job-{i:03}")).collect();
+    let claims = claims_of(&ids, 7);
+    let before = round_trips(&metrics, "claim");
+    let outcomes = ledger.claim(&claims).await.unwrap();
+    assert_eq!(round_trips(&metrics, "claim") - before, 1.0);
+    assert!(
+        outcomes.iter().all(|o| *o == ClaimOutcome::Claimed),
+        "{outcomes:?}"
+    );
+
+    ledger
+        .record(&records_of(&ids[..50], &push_answer()))
+        .await
+        .unwrap();
+    ledger.release(&claims[50..]).await.unwrap();
+    assert_eq!(round_trips(&metrics, "record"), 1.0);
+    assert_eq!(round_trips(&metrics, "release"), 1.0);
+
+    let outcomes = ledger.claim(&claims).await.unwrap();
+    assert_eq!(round_trips(&metrics, "claim") - before, 2.0);
+    let answered = outcomes
+        .iter()
+        .filter(|o| matches!(o, ClaimOutcome::Answered(_)))
+        .count();
+    let claimed = outcomes
+        .iter()
+        .filter(|o| **o == ClaimOutcome::Claimed)
+        .count();
+    assert_eq!((answered, claimed), (50, 50));
+}
+
+#[tokio::test]
+async fn one_id_twice_in_a_batch_is_claimed_by_the_first() {
+    let prefix = Prefix::new();
+    let (ledger, _) = prefix.ledger().await;
+    let outcomes = ledger
+        .claim(&[claim("job-twice", 1), claim("job-twice", 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            ClaimOutcome::Claimed,
+            ClaimOutcome::Sending {
+                since_ms: NOW + 1,
+                by_self: false
+            }
+        ]
+    );
+}
+
+#[tokio::test]
+async fn two_processes_claiming_one_id_at_once_get_one_claim() {
+    let prefix = Prefix::new();
+    let (a, _) = prefix.ledger().await;
+    let (b, _) = prefix.ledger().await;
+    let ids: Vec<String> = (0..200).map(|i| format!("raced-job-{i}")).collect();
+    let race = |ledger: pushwoosh_worker::ledger::Ledger, owner: u64| {
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            let mut won = Vec::new();
+            for id in &ids {
+                let outcome = ledger.claim(&[claim(id, owner)]).await.unwrap();
+                won.push(outcome == [ClaimOutcome::Claimed]);
+            }
+            won
+        })
+    };
+    let (won_a, won_b) = tokio::join!(race(a, 1), race(b, 2));
+    let (won_a, won_b) = (won_a.unwrap(), won_b.unwrap());
+    for (i, (a, b)) in won_a.iter().zip(&won_b).enumerate() {
+        assert!(a ^ b, "{}: claimed by a: {a}, by b: {b}", ids[i]);
+    }
+}
+
+#[tokio::test]
+async fn a_value_the_ledger_cannot_read_counts_as_a_call_that_may_have_gone_out() {
+    let prefix = Prefix::new();
+    let (ledger, _) = prefix.ledger().await;
+    let () = redis::cmd("SET")
+        .arg(ledger.key_of("job-foreign"))
+        .arg("written by someone else")
+        .query(&mut prefix.redis())
+        .unwrap();
+    assert_eq!(
+        ledger.claim(&[claim("job-foreign", 1)]).await.unwrap(),
+        [ClaimOutcome::Sending {
+            since_ms: 0,
+            by_self: false
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_remembered_job_costs_a_few_dozen_bytes_of_key_and_value() {
+    let prefix = Prefix::new();
+    let (ledger, _) = prefix
+        .ledger_with(|s| s.key_prefix = "pushwoosh:".into())
+        .await;
+    let id = format!("{}-8d4a-4e1f-9b7c-2a5d6e8f0a1b", &prefix.prefix[3..11]);
+    ledger.claim(&[claim(&id, 1)]).await.unwrap();
+    ledger
+        .record(&[Record {
+            job_id: &id,
+            answer: answer(&["C3F8-C3863ED4-334AD4F1"]),
+        }])
+        .await
+        .unwrap();
+    let key = ledger.key_of(&id);
+    let value: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query(&mut prefix.redis())
+        .unwrap();
+    let () = redis::cmd("DEL")
+        .arg(&key)
+        .query(&mut prefix.redis())
+        .unwrap();
+    assert_eq!((key.len(), value.len()), (29, 12));
+}
