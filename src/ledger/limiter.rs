@@ -99,7 +99,7 @@ impl SharedLimiter {
             .map(|kind| {
                 let method = kind.method();
                 let labels = MethodLabels { method };
-                let per_minute = u128::from(settings.per_minute(method));
+                let per_minute = u128::from(settings.per_minute(*kind));
                 MethodState {
                     method,
                     spacing_us: match per_minute {
