@@ -59,6 +59,11 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: circuit breaker open: Pushwoosh is failing\n",
         )
+    } else if state.readiness.ledger_down() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the ledger (Redis, ledger.url) does not answer; jobs wait until it does\n",
+        )
     } else if state.readiness.cannot_publish() {
         (
             StatusCode::SERVICE_UNAVAILABLE,

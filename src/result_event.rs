@@ -87,6 +87,10 @@ pub struct ResultEvent {
     /// The fields cut short to keep the result within its bounds (see [`ResultEvent::bound`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub truncated: Vec<&'static str>,
+    /// The job's id already went out within the ledger's window: nothing was sent, and
+    /// the outcome, status and codes are the first processing's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// The most characters of a result's `status_message`.
@@ -278,6 +282,7 @@ mod tests {
             warnings: vec![],
             trace: None,
             truncated: vec![],
+            duplicate: false,
         };
         let value: Value = serde_json::from_slice(&event.to_json()).unwrap();
         assert_eq!(
@@ -326,6 +331,7 @@ mod tests {
             warnings: vec![],
             trace: None,
             truncated: vec![],
+            duplicate: false,
         }
     }
 

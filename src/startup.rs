@@ -58,6 +58,17 @@ impl Application {
         topology.declare(&channel).await?;
         let _ = channel.close(200, "declared".into()).await;
         let metrics = Arc::new(Metrics::new());
+        let ledger = if settings.ledger.enabled {
+            let ledger = crate::ledger::Ledger::connect(&settings.ledger, &metrics)
+                .await
+                .context("setting up the ledger (ledger.url)")?;
+            if ledger.ping().await.is_err() {
+                warn!("the ledger's Redis does not answer yet: it is tried again as jobs come");
+            }
+            Some(ledger)
+        } else {
+            None
+        };
         let threads = tokio::runtime::Handle::current().metrics().num_workers();
         metrics
             .runtime_worker_threads
@@ -90,6 +101,7 @@ impl Application {
                 breaker,
                 limiter,
                 batcher,
+                ledger,
             },
         })
     }

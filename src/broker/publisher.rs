@@ -30,6 +30,9 @@ pub mod headers {
     pub const KIND: &str = "x-pushwoosh-kind";
     pub const ORIGINAL_EXCHANGE: &str = "x-pushwoosh-original-exchange";
     pub const ORIGINAL_ROUTING_KEY: &str = "x-pushwoosh-original-routing-key";
+    /// Identifies one processing of a job for the ledger (a random number), kept on
+    /// its parked retries so that they are known as the same processing.
+    pub const OWNER: &str = "x-pushwoosh-owner";
     /// Set by `replay`: when the dead letter was last put back, ms since the Unix epoch.
     pub const REPLAYED_AT: &str = "x-pushwoosh-replayed-at";
     /// Set by `replay`: how many times the job has been put back from the dead-letter queue.
@@ -54,6 +57,8 @@ pub struct DeadLetter<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct ParkedRetry<'a> {
     pub attempts: u32,
+    /// See [`headers::OWNER`].
+    pub owner: u64,
     pub received_at_ms: i64,
     pub last_error: &'a str,
     pub tier: Duration,
@@ -188,6 +193,7 @@ impl Publisher {
     ) -> Result<(), PublishError> {
         let ParkedRetry {
             attempts,
+            owner,
             received_at_ms,
             last_error,
             tier,
@@ -196,6 +202,7 @@ impl Publisher {
         let mut table = original.headers().clone().unwrap_or_default();
         put_int(&mut table, headers::ATTEMPTS, i64::from(attempts));
         put_int(&mut table, headers::RECEIVED_AT, received_at_ms);
+        put_int(&mut table, headers::OWNER, owner as i64);
         put_str(&mut table, headers::LAST_ERROR, last_error);
         // The queue's own TTL is the tier; the message's expiration is its jittered delay.
         let properties = original

@@ -9,10 +9,19 @@ use tracing::debug;
 
 use super::breaker::{BreakerState, CircuitBreaker, Signal};
 use super::context::WorkerContext;
+use super::once::{self, Gate};
 use crate::job::{Job, JobKind};
 use crate::metrics::{CallLabels, MethodLabels, Metrics, transient_reason};
 use crate::pushwoosh::{HttpAnswer, RateLimiter, TransportError, Verdict, classify, request};
 use crate::result_event::BatchInfo;
+
+/// Why a job was not called.
+pub(super) enum NotCalled {
+    /// The worker is stopping: the job can safely go back to the queue.
+    Stopping,
+    /// The ledger decided instead of a call.
+    Gated(Gate),
+}
 
 /// What a call (alone or in a batch) decided for the job.
 pub(super) struct Called {
@@ -21,21 +30,26 @@ pub(super) struct Called {
     pub batch: Option<BatchInfo>,
 }
 
-/// Waits for the rate limiter's slot, then makes the call, alone or in a batch, unless
-/// the worker is stopping and the job can safely go back to the queue (`None`). Waiting
-/// for a slot is always safe to abandon, and a batched job abandoned before its call is
-/// not sent; an SMS or WhatsApp call already under way is not: it might send.
-pub(super) async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -> Option<Called> {
+/// Waits for the rate limiter's slot, asks the ledger, then makes the call, alone or in
+/// a batch, unless the worker is stopping and the job can safely go back to the queue.
+/// Waiting for a slot is always safe to abandon, and a batched job abandoned before its
+/// call is not sent; an SMS or WhatsApp call already under way is not: it might send.
+pub(super) async fn call(
+    ctx: &WorkerContext,
+    job: &Job,
+    token: &SecretString,
+    owner: u64,
+) -> Result<Called, NotCalled> {
     if ctx.hand_back.is_cancelled() {
-        return None;
+        return Err(NotCalled::Stopping);
     }
     let shared_token = ctx.uses_default_token(job);
     if let Some(batchable) = ctx.batcher.batchable(job) {
         let batched = tokio::select! {
-            batched = ctx.batcher.submit(batchable, token, shared_token) => batched?,
-            () = ctx.hand_back.cancelled() => return None,
+            batched = ctx.batcher.submit(batchable, token, shared_token) => batched.ok_or(NotCalled::Stopping)?,
+            () = ctx.hand_back.cancelled() => return Err(NotCalled::Stopping),
         };
-        return Some(Called {
+        return Ok(Called {
             answered: batched.answered,
             batch: Some(batched.batch),
         });
@@ -44,8 +58,12 @@ pub(super) async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -
     let method = job.kind.method();
     tokio::select! {
         biased;
-        () = ctx.hand_back.cancelled() => return None,
+        () = ctx.hand_back.cancelled() => return Err(NotCalled::Stopping),
         () = ctx.limiter.acquire(method) => {}
+    }
+    match once::gate(ctx, job, owner).await {
+        Gate::Go => {}
+        gate => return Err(NotCalled::Gated(gate)),
     }
     let started = Instant::now();
     let call = ctx.client.call(method, body);
@@ -54,7 +72,9 @@ pub(super) async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -
     } else {
         tokio::select! {
             answer = call => answer,
-            () = ctx.hand_back.cancelled() => return None,
+            // Abandoned before the answer: Pushwoosh de-duplicates the transactionId
+            // of its next call, and the claim stays the job's own.
+            () = ctx.hand_back.cancelled() => return Err(NotCalled::Stopping),
         }
     };
     let feedback = Feedback {
@@ -62,8 +82,10 @@ pub(super) async fn call(ctx: &WorkerContext, job: &Job, token: &SecretString) -
         limiter: &ctx.limiter,
         breaker: &ctx.breaker,
     };
-    Some(Called {
-        answered: feedback.answered(method, started, &answer, shared_token),
+    let answered = feedback.answered(method, started, &answer, shared_token);
+    once::answered(ctx, job, owner, &answered.verdict).await;
+    Ok(Called {
+        answered,
         batch: None,
     })
 }

@@ -32,6 +32,8 @@ pub struct ConsumerSetup {
     /// Outlives reconnections: a new session must not forget the calls just made.
     pub limiter: Arc<RateLimiter>,
     pub batcher: Arc<Batcher>,
+    /// Which job ids went out, shared by every replica (Redis), when `ledger.enabled`.
+    pub ledger: Option<crate::ledger::Ledger>,
 }
 
 /// How a session with the broker ended.

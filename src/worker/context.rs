@@ -33,6 +33,8 @@ pub struct WorkerContext {
     pub batcher: Arc<Batcher>,
     /// Settles the consume channel's deliveries, several at a time where it can.
     pub acks: Acks,
+    /// Which job ids went out (Redis), when `ledger.enabled`.
+    pub ledger: Option<crate::ledger::Ledger>,
 }
 
 impl WorkerContext {
@@ -84,6 +86,8 @@ pub struct Readiness {
     breaker_open: AtomicBool,
     /// Set while no result can be published (the publish channel is down).
     cannot_publish: AtomicBool,
+    /// Set while the ledger cannot be reached and holds jobs.
+    ledger_down: AtomicBool,
 }
 
 impl Readiness {
@@ -109,7 +113,19 @@ impl Readiness {
         self.cannot_publish.load(Ordering::SeqCst)
     }
 
+    pub fn set_ledger_down(&self, down: bool) {
+        self.ledger_down.store(down, Ordering::SeqCst);
+    }
+
+    /// The ledger's Redis does not answer and the worker holds jobs until it does.
+    pub fn ledger_down(&self) -> bool {
+        self.ledger_down.load(Ordering::SeqCst)
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.consuming.load(Ordering::SeqCst) && !self.breaker_open() && !self.cannot_publish()
+        self.consuming.load(Ordering::SeqCst)
+            && !self.breaker_open()
+            && !self.cannot_publish()
+            && !self.ledger_down()
     }
 }

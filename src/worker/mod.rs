@@ -8,6 +8,7 @@ mod call;
 pub mod consumer;
 pub mod context;
 mod fate;
+mod once;
 mod outage;
 mod park;
 mod probe;

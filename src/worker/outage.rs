@@ -61,7 +61,7 @@ pub(super) async fn after_answer(
 /// Parks the job with the calls it had before this delivery; `None` when the broker
 /// refuses to hold it, so that the job takes its normal path instead of coming back to
 /// be refused again.
-async fn hold(
+pub(super) async fn hold(
     ctx: &WorkerContext,
     delivery: &Delivery,
     received: &Received,
@@ -72,6 +72,7 @@ async fn hold(
     let tier = ctx.retry.tier_for(Duration::ZERO);
     let parked = ParkedRetry {
         attempts: received.prior_attempts,
+        owner: received.owner,
         received_at_ms: received.received_at_ms,
         last_error: error,
         tier,

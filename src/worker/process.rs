@@ -6,18 +6,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lapin::message::Delivery;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::acks::HandBack;
 use super::admit::{Admitted, admit, poison};
-use super::call::call;
+use super::call::{NotCalled, call};
 use super::context::WorkerContext;
 use super::fate::Fate;
+use super::once::Gate;
 use super::received::Received;
 use super::settle::settle;
 use super::{outage, verdict};
+use crate::broker::DeadReason;
 use crate::job::{self, DecodeError, Job};
 use crate::pushwoosh::request;
+use crate::result_event::{Delivery as DeliveryState, Outcome, ResultEvent};
 use crate::trace_context::JobTrace;
 
 // The batcher shares the call's accounting.
@@ -95,9 +98,15 @@ async fn decide(
     if let Some(held) = outage::before_call(ctx, delivery, received).await {
         return held;
     }
-    let Some(called) = call(ctx, &job, token).await else {
-        info!("shutting down: job handed back to the queue before its call");
-        return Fate::HandBack(HandBack::Stopping);
+    let called = match call(ctx, &job, token, received.owner).await {
+        Ok(called) => called,
+        Err(NotCalled::Stopping) => {
+            info!("shutting down: job handed back to the queue before its call");
+            return Fate::HandBack(HandBack::Stopping);
+        }
+        Err(NotCalled::Gated(gate)) => {
+            return gated(ctx, delivery, received, &job, event, gate).await;
+        }
     };
     // Only worth saying when the job shared its call.
     event.batch = called.batch.filter(|b| b.jobs > 1);
@@ -106,4 +115,52 @@ async fn decide(
         return held;
     }
     verdict::conclude(ctx, delivery, received, &job, event, called).await
+}
+
+/// The ledger's word instead of a call: a duplicate repeats the first answer, an unknown
+/// delivery fails for a person to decide, and a ledger out of reach holds the job.
+async fn gated(
+    ctx: &WorkerContext,
+    delivery: &Delivery,
+    received: &Received,
+    job: &Job,
+    mut event: ResultEvent,
+    gate: Gate,
+) -> Fate {
+    event.attempts = received.prior_attempts;
+    match gate {
+        Gate::Go => unreachable!("a job let through is called"),
+        Gate::Duplicate(first) => {
+            info!("duplicate: the job id already went out; not sent again");
+            event.outcome = first.outcome;
+            event.status_code = first.status_code;
+            event.message_codes = first.message_codes;
+            event.status_message = format!(
+                "job id '{}' already went out within the ledger's window: not sent again",
+                job.id
+            );
+            event.duplicate = true;
+            Fate::finish(event, None)
+        }
+        Gate::Unknown => {
+            warn!(
+                "an earlier call for this job id may have reached Pushwoosh and its answer is unknown: not sent again"
+            );
+            event.outcome = Outcome::Failed;
+            event.status_message = format!(
+                "an earlier processing of job id '{}' may have reached Pushwoosh and its answer was never recorded: not sent again (delivery unknown; replay to send it anyway)",
+                job.id
+            );
+            event.delivery = Some(DeliveryState::Unknown);
+            Fate::finish(event, Some(DeadReason::DeliveryUnknown))
+        }
+        Gate::Hold(why) => outage::hold(
+            ctx,
+            delivery,
+            received,
+            &format!("the ledger is unavailable: {why}"),
+        )
+        .await
+        .unwrap_or(Fate::HandBack(HandBack::CannotPublish)),
+    }
 }

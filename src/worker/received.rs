@@ -18,6 +18,9 @@ pub(super) struct Received {
     pub prior_attempts: u32,
     /// When a worker first received the job (kept across its parked retries).
     pub received_at_ms: i64,
+    /// This processing of the job, for the ledger: kept across its parked retries, new
+    /// for a redelivery or a second publish.
+    pub owner: u64,
     /// Earlier deliveries that were never settled (quorum queues' `x-delivery-count`).
     pub failed_deliveries: u32,
     /// The producer's W3C trace context, continued by this job's span.
@@ -39,6 +42,9 @@ impl Received {
                 .unwrap_or(0),
             received_at_ms: header_int(p, headers::RECEIVED_AT)
                 .unwrap_or_else(|| Utc::now().timestamp_millis()),
+            owner: header_int(p, headers::OWNER)
+                .map(|n| n as u64)
+                .unwrap_or_else(|| fastrand::u64(..)),
             failed_deliveries: header_int(p, "x-delivery-count")
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
@@ -78,6 +84,7 @@ impl Received {
             warnings: Vec::new(),
             trace: self.trace.clone(),
             truncated: Vec::new(),
+            duplicate: false,
         }
     }
 

@@ -22,6 +22,7 @@ use super::probe::{HoldEnd, hold_and_probe};
 use super::process::process;
 use crate::broker::Publisher;
 use crate::broker::publisher::HealingChannel;
+use crate::settings::OnUnavailable;
 
 /// Why consuming paused.
 enum Pause {
@@ -29,6 +30,8 @@ enum Pause {
     BreakerOpen,
     /// No result can be published: taking jobs would only hold them.
     CannotPublish,
+    /// The ledger cannot be reached and holds jobs until it can.
+    LedgerDown,
     Lost(anyhow::Error),
 }
 
@@ -78,6 +81,7 @@ pub(super) async fn session(
             amqp.ack_coalesce(),
             setup.metrics.clone(),
         ),
+        ledger: setup.ledger.clone(),
     });
     let tasks = TaskTracker::new();
     let mut breaker = setup.breaker.subscribe();
@@ -88,6 +92,12 @@ pub(super) async fn session(
                 Ok(true) => {}
                 Ok(false) => break None,
                 Err(e) => break Some(e),
+            }
+        }
+        if holding_for_ledger(setup) {
+            match wait_for_ledger(setup, shutdown).await {
+                true => {}
+                false => break None,
             }
         }
         if *breaker.borrow_and_update() != BreakerState::Closed {
@@ -128,6 +138,11 @@ pub(super) async fn session(
                         break Pause::CannotPublish;
                     }
                 }
+                () = tokio::time::sleep(LEDGER_CHECK), if setup.ledger.is_some() => {
+                    if holding_for_ledger(setup) {
+                        break Pause::LedgerDown;
+                    }
+                }
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => { spawn_process(&tasks, delivery, &ctx); }
                     Some(Err(e)) => break Pause::Lost(anyhow::Error::new(e).context("consuming")),
@@ -153,6 +168,13 @@ pub(super) async fn session(
                     "circuit breaker open: no new jobs until Pushwoosh answers again"
                 );
                 // Deliveries already here are held by the breaker without being sent.
+                stop_consuming(&consume_channel, &tag, &mut consumer, &ctx, &tasks).await;
+            }
+            Pause::LedgerDown => {
+                warn!(
+                    in_flight = tasks.len(),
+                    "the ledger's Redis does not answer: no new jobs until it does (ledger.on_unavailable = hold)"
+                );
                 stop_consuming(&consume_channel, &tag, &mut consumer, &ctx, &tasks).await;
             }
             Pause::CannotPublish => {
@@ -278,3 +300,31 @@ async fn wait_for_publisher(
 
 /// How often a paused consumer looks at whether its connection is still up.
 const CONNECTION_CHECK: Duration = Duration::from_millis(500);
+
+/// How often a consuming worker looks at whether the ledger still answers.
+const LEDGER_CHECK: Duration = Duration::from_millis(500);
+
+/// The ledger cannot be reached and `ledger.on_unavailable` is `hold`.
+fn holding_for_ledger(setup: &ConsumerSetup) -> bool {
+    setup.ledger.as_ref().is_some_and(|ledger| {
+        !ledger.is_available() && ledger.on_unavailable() == OnUnavailable::Hold
+    })
+}
+
+/// Waits for the ledger to answer again, with `/readyz` saying why meanwhile. `false`:
+/// asked to stop.
+async fn wait_for_ledger(setup: &ConsumerSetup, shutdown: &CancellationToken) -> bool {
+    let Some(ledger) = &setup.ledger else {
+        return true;
+    };
+    setup.readiness.set_ledger_down(true);
+    let back = tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = ledger.wait_available(LEDGER_CHECK) => true,
+    };
+    setup.readiness.set_ledger_down(false);
+    if back {
+        info!("the ledger answers again: taking jobs again");
+    }
+    back
+}

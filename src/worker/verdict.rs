@@ -133,6 +133,7 @@ async fn retry_or_fail(
     };
     let parked = ParkedRetry {
         attempts,
+        owner: received.owner,
         received_at_ms: received.received_at_ms,
         last_error: &status_message,
         tier: ctx.retry.tier_for(delay),

@@ -90,6 +90,8 @@ pub async fn test_settings(api_base: &str) -> Settings {
     s.amqp.results_exchange = format!("{prefix}.results");
     s.amqp.dead_letter_queue = format!("{prefix}.dead");
     s.amqp.retry_queue_prefix = format!("{prefix}.retry");
+    // The ledger (on by default) on the machine's Redis, under a prefix of the test's own.
+    s.ledger.key_prefix = format!("{prefix}:");
     s.amqp.startup_timeout_ms = 5_000;
     s.pushwoosh.api_url = format!("{api_base}/json/1.3");
     s.pushwoosh.auth_token = Some(TOKEN.into());
