@@ -8,17 +8,12 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, ok_answer, test_settings};
-use serde_json::{Value, json};
+use common::{TestApp, ok_answer, push_job, push_job_for, test_settings};
+use serde_json::json;
 use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn push(id: &str, application: &str) -> Value {
-    json!({"id": id, "kind": "push", "application": application,
-           "notifications": [{"send_date": "now", "content": "x"}]})
-}
 
 /// The value of a counter in /metrics text.
 fn counter(metrics: &str, series: &str) -> u64 {
@@ -48,7 +43,7 @@ async fn jobs_that_finish_together_are_acked_together() {
     common::declare_topology(&settings).await;
     let (_conn, channel, _) = common::observe(&settings).await;
     for i in 0..300 {
-        common::publish_job(&channel, &settings, &push(&format!("t-{i}"), "ABCDE-12345")).await;
+        common::publish_job(&channel, &settings, &push_job(&format!("t-{i}"))).await;
     }
     let mut app = TestApp::start(mock, settings).await;
     for _ in 0..300 {
@@ -110,12 +105,7 @@ async fn a_burst_of_jobs_finishing_in_one_turn_takes_one_ack() {
     let acks = Acks::start(consume.clone(), Duration::from_millis(5), metrics.clone());
     for burst in 0..BURSTS {
         for i in 0..BURST {
-            common::publish_job(
-                &channel,
-                &settings,
-                &push(&format!("b-{burst}-{i}"), "ABCDE-12345"),
-            )
-            .await;
+            common::publish_job(&channel, &settings, &push_job(&format!("b-{burst}-{i}"))).await;
         }
         let mut tags = Vec::new();
         while tags.len() < usize::from(BURST) {
@@ -184,11 +174,10 @@ async fn a_slow_job_does_not_hold_back_the_acks_of_the_jobs_after_it() {
         .respond_with(ok_answer(json!({"Messages": ["F"]})))
         .mount(&app.mock)
         .await;
-    app.publish_job(&push("slow", "SLOW0-00000")).await;
+    app.publish_job(&push_job_for("SLOW0-00000", "slow")).await;
     let started = Instant::now();
     for i in 0..40 {
-        app.publish_job(&push(&format!("fast-{i}"), "ABCDE-12345"))
-            .await;
+        app.publish_job(&push_job(&format!("fast-{i}"))).await;
     }
     let mut fast = HashSet::new();
     for _ in 0..40 {
@@ -230,7 +219,7 @@ async fn a_worker_killed_right_after_its_results_leaves_no_job_to_send_twice() {
         .spawn()
         .unwrap();
     for i in 0..200 {
-        common::publish_job(&channel, &settings, &push(&format!("k-{i}"), "ABCDE-12345")).await;
+        common::publish_job(&channel, &settings, &push_job(&format!("k-{i}"))).await;
     }
     for _ in 0..200 {
         let r = common::next_from(&mut results, WAIT).await.body;

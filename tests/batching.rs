@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::TestApp;
+use common::{TestApp, push_job, push_with};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
@@ -59,11 +59,6 @@ async fn app(configure: impl FnOnce(&mut pushwoosh_worker::settings::Settings)) 
     app
 }
 
-fn push(id: &str, content: &str) -> Value {
-    json!({"id": id, "kind": "push", "application": "ABCDE-12345",
-           "notifications": [{"send_date": "now", "content": content}]})
-}
-
 /// Every transactionId in the calls Pushwoosh accepted (answered 200), with its count.
 fn accepted_transactions(calls: &[Value]) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
@@ -92,8 +87,7 @@ async fn three_hundred_pushes_go_out_in_far_fewer_calls_each_with_its_own_code()
     })
     .await;
     for i in 0..300 {
-        app.publish_job(&push(&format!("b-{i}"), &format!("hello {i}")))
-            .await;
+        app.publish_job(&push_job(&format!("b-{i}"))).await;
     }
     let mut codes = HashSet::new();
     let mut jobs = HashSet::new();
@@ -134,12 +128,13 @@ async fn three_hundred_pushes_go_out_in_far_fewer_calls_each_with_its_own_code()
 async fn a_batch_refused_with_210_is_split_and_only_the_bad_job_is_rejected() {
     let mut app = app(|s| s.batch.linger_ms = 200).await;
     for i in 0..20 {
-        let content = if i == 7 {
-            "refused by pushwoosh".to_owned()
+        let id = format!("s-{i}");
+        let job = if i == 7 {
+            push_with(&id, json!({"content": "refused by pushwoosh"}))
         } else {
-            format!("hello {i}")
+            push_job(&id)
         };
-        app.publish_job(&push(&format!("s-{i}"), &content)).await;
+        app.publish_job(&job).await;
     }
     let mut outcomes = HashMap::new();
     for _ in 0..20 {
@@ -183,7 +178,7 @@ async fn with_batching_off_each_job_has_its_own_call() {
     })
     .await;
     for i in 0..10 {
-        app.publish_job(&push(&format!("o-{i}"), "hi")).await;
+        app.publish_job(&push_job(&format!("o-{i}"))).await;
     }
     for _ in 0..10 {
         let r = app.next_result(WAIT).await.body;

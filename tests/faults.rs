@@ -6,17 +6,12 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, header_str, ok_answer, test_settings};
+use common::{TestApp, header_str, ok_answer, push_job, test_settings};
 use lapin::options::{BasicGetOptions, BasicNackOptions};
 use pushwoosh_worker::broker::publisher::headers;
 use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn push(id: &str) -> Value {
-    json!({"id": id, "kind": "push", "application": "A-B",
-           "notifications": [{"send_date": "now", "content": "x"}]})
-}
 
 #[tokio::test]
 async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice() {
@@ -30,7 +25,7 @@ async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice(
     common::declare_topology(&settings).await;
     let (_conn, channel, mut results) = common::observe(&settings).await;
     for i in 0..15 {
-        common::publish_job(&channel, &settings, &push(&format!("k9-{i}"))).await;
+        common::publish_job(&channel, &settings, &push_job(&format!("k9-{i}"))).await;
     }
     let mut child = common::worker_command(&settings).spawn().unwrap();
     for _ in 0..400 {
@@ -89,7 +84,7 @@ async fn a_poison_job_fails_with_a_result_after_the_delivery_limit() {
     common::declare_topology(&settings).await;
     // Three workers took it and died without settling it (simulated: returned unsettled).
     let (_conn, channel, _) = common::observe(&settings).await;
-    common::publish_job(&channel, &settings, &push("poison-1")).await;
+    common::publish_job(&channel, &settings, &push_job("poison-1")).await;
     for _ in 0..3 {
         let mut got = None;
         for _ in 0..50 {
@@ -157,7 +152,7 @@ async fn a_stop_with_a_long_backoff_pending_is_quick_and_the_retry_survives() {
         .with_priority(2)
         .mount(&app.mock)
         .await;
-    app.publish_job(&push("parked")).await;
+    app.publish_job(&push_job("parked")).await;
     for _ in 0..100 {
         if app.total_calls().await == 1 {
             break;

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{TOKEN, TestApp, ok_answer, test_settings};
+use common::{TOKEN, TestApp, ok_answer, push_job, test_settings};
 use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer};
@@ -37,7 +37,7 @@ async fn worker_busy_with(
     let (conn, channel, results) = common::observe(settings).await;
     let child = common::worker_command(settings).spawn().unwrap();
     for i in 0..n {
-        common::publish_job(&channel, settings, &job(i)).await;
+        common::publish_job(&channel, settings, &push_job(&format!("inflight-{i}"))).await;
     }
     wait_for_calls(mock, n).await;
     (child, conn, channel, results)
@@ -45,11 +45,6 @@ async fn worker_busy_with(
 
 /// How long the broker may take to requeue what a stopped worker gave back.
 const WAIT_REQUEUE: Duration = Duration::from_secs(10);
-
-fn job(i: usize) -> serde_json::Value {
-    json!({"id": format!("inflight-{i}"), "kind": "push", "application": "A-B",
-           "notifications": [{"send_date": "now", "content": "x"}]})
-}
 
 #[tokio::test]
 async fn sigterm_finishes_the_jobs_in_flight_and_exits_0_without_duplicates() {
@@ -218,7 +213,7 @@ async fn endpoints_tell_the_truth() {
     assert_eq!(common::http_get(app.http_addr, "/livez").await.0, 200);
     assert_eq!(common::http_get(app.http_addr, "/healthz").await.0, 200);
     assert_eq!(common::http_get(app.http_addr, "/readyz").await.0, 200);
-    app.publish_job(&job(1)).await;
+    app.publish_job(&push_job("inflight-1")).await;
     app.next_result(Duration::from_secs(10)).await;
     // The result can arrive before the worker has seen its confirm and acked the job:
     // the metrics settle a moment later.

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::TestApp;
+use common::{TestApp, push_job};
 use pushwoosh_worker::sandbox::{self, SandboxConfig, SandboxHandle};
 use pushwoosh_worker::settings::Settings;
 use serde_json::json;
@@ -36,15 +36,10 @@ async fn worker(sandbox: &SandboxHandle, configure: impl FnOnce(&mut Settings)) 
     .await
 }
 
-fn push(id: &str) -> serde_json::Value {
-    json!({"id": id, "kind": "push", "application": "ABCDE-12345",
-           "notifications": [{"send_date": "now", "content": "hi", "users": [id]}]})
-}
-
 /// Publishes `n` pushes and returns each job's results (job id -> results).
 async fn run_pushes(app: &mut TestApp, n: usize) -> HashMap<String, Vec<serde_json::Value>> {
     for i in 0..n {
-        app.publish_job(&push(&format!("rl-{i}"))).await;
+        app.publish_job(&push_job(&format!("rl-{i}"))).await;
     }
     let mut results: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
     for _ in 0..n {
@@ -198,7 +193,7 @@ async fn jobs_waiting_for_a_slot_go_back_to_the_queue_when_the_worker_stops() {
         .mount(&app.mock)
         .await;
     for i in 0..3 {
-        app.publish_job(&push(&format!("held-{i}"))).await;
+        app.publish_job(&push_job(&format!("held-{i}"))).await;
     }
     let first = app.next_result(WAIT).await.body;
     assert_eq!(first["outcome"], "ok", "{first}");

@@ -656,10 +656,48 @@ pub async fn notifications_sent(mock: &MockServer) -> usize {
         .sum()
 }
 
-/// A push job for application `A-B` with one notification: the job most tests need.
+/// The application of the jobs built here unless a test names another.
+pub const APPLICATION: &str = "A-B";
+
+/// A push job for application [`APPLICATION`] with one notification: the job most tests
+/// need.
 pub fn push_job(id: &str) -> Value {
-    serde_json::json!({"id": id, "kind": "push", "application": "A-B",
-        "notifications": [{"send_date": "now", "content": "x"}]})
+    push(id, vec![default_notification()])
+}
+
+/// [`push_job`] for another application (calls are batched, and mocks can answer, by
+/// application).
+pub fn push_job_for(application: &str, id: &str) -> Value {
+    let mut job = push_job(id);
+    job["application"] = application.into();
+    job
+}
+
+/// [`push_job`] whose notification has these fields too, or instead of the default ones
+/// (`{"content": "refused"}`).
+pub fn push_with(id: &str, fields: Value) -> Value {
+    let mut notification = default_notification();
+    for (key, value) in fields
+        .as_object()
+        .expect("notification fields are an object")
+    {
+        notification[key] = value.clone();
+    }
+    push(id, vec![notification])
+}
+
+/// [`push_job`] with `count` notifications (each gets a transactionId of its own).
+pub fn push_with_notifications(id: &str, count: usize) -> Value {
+    push(id, vec![default_notification(); count])
+}
+
+fn default_notification() -> Value {
+    serde_json::json!({"send_date": "now", "content": "x"})
+}
+
+fn push(id: &str, notifications: Vec<Value>) -> Value {
+    serde_json::json!({"id": id, "kind": "push", "application": APPLICATION,
+        "notifications": notifications})
 }
 
 /// Runs `rabbitmqctl` against the machine's broker; a failure fails the test.
