@@ -14,9 +14,16 @@ use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// A notification content only Pushwoosh can refuse (the worker's validation lets it by).
+const REFUSED: &str = "refused by pushwoosh";
+
+/// Whether Pushwoosh refuses a call with these notifications as a whole.
+fn refused(notifications: &[Value]) -> bool {
+    notifications.iter().any(|n| n["content"] == REFUSED)
+}
+
 /// A Pushwoosh that answers one fresh code per notification, and 210 for a whole request
-/// when any notification's content is "refused by pushwoosh" (something only Pushwoosh
-/// can know, so the worker's own validation lets it through).
+/// when any notification's content is [`REFUSED`].
 struct CodePerNotification {
     next: AtomicU64,
 }
@@ -25,10 +32,7 @@ impl Respond for CodePerNotification {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).unwrap();
         let notifications = body["request"]["notifications"].as_array().unwrap();
-        if notifications
-            .iter()
-            .any(|n| n["content"] == "refused by pushwoosh")
-        {
+        if refused(notifications) {
             return ResponseTemplate::new(200).set_body_json(json!({
                 "status_code": 210,
                 "status_message": "Invalid content",
@@ -64,10 +68,7 @@ fn accepted_transactions(calls: &[Value]) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for call in calls {
         let notifications = call["request"]["notifications"].as_array().unwrap();
-        if notifications
-            .iter()
-            .any(|n| n["content"] == "refused by pushwoosh")
-        {
+        if refused(notifications) {
             continue;
         }
         for n in notifications {
@@ -114,11 +115,9 @@ async fn three_hundred_pushes_go_out_in_far_fewer_calls_each_with_its_own_code()
     assert_eq!(sent.len(), 300, "every job's notification went out");
     assert!(sent.values().all(|n| *n == 1), "and only once");
     let metrics = app.metrics().await;
-    assert!(
-        metrics.contains(&format!(
-            "pushwoosh_worker_batch_jobs_count {}",
-            calls.len()
-        )),
+    assert_eq!(
+        common::metric(&metrics, "pushwoosh_worker_batch_jobs_count"),
+        calls.len() as f64,
         "{metrics}"
     );
     app.stop().await;
@@ -130,7 +129,7 @@ async fn a_batch_refused_with_210_is_split_and_only_the_bad_job_is_rejected() {
     for i in 0..20 {
         let id = format!("s-{i}");
         let job = if i == 7 {
-            push_with(&id, json!({"content": "refused by pushwoosh"}))
+            push_with(&id, json!({"content": REFUSED}))
         } else {
             push_job(&id)
         };
@@ -161,11 +160,19 @@ async fn a_batch_refused_with_210_is_split_and_only_the_bad_job_is_rejected() {
     let sent = accepted_transactions(&calls);
     assert_eq!(sent.len(), 19, "the 19 good jobs went out");
     assert!(sent.values().all(|n| *n == 1), "each once: {sent:?}");
-    assert!(
-        app.metrics()
-            .await
-            .contains("pushwoosh_worker_batch_splits_total"),
-        "splits are counted"
+    // Every refused call of more than one job was split in two, and counted.
+    let split = calls
+        .iter()
+        .filter(|call| {
+            let notifications = call["request"]["notifications"].as_array().unwrap();
+            notifications.len() > 1 && refused(notifications)
+        })
+        .count();
+    let metrics = app.metrics().await;
+    assert_eq!(
+        common::metric(&metrics, "pushwoosh_worker_batch_splits_total"),
+        split as f64,
+        "splits are counted: {metrics}"
     );
     app.stop().await;
 }

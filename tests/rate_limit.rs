@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{TestApp, push_job};
+use common::{TestApp, metric, metric_or_zero, push_job};
 use pushwoosh_worker::sandbox::{self, SandboxConfig, SandboxHandle};
 use pushwoosh_worker::settings::Settings;
 use serde_json::json;
@@ -52,16 +52,10 @@ async fn run_pushes(app: &mut TestApp, n: usize) -> HashMap<String, Vec<serde_js
     results
 }
 
-/// A sample's value in the Prometheus text (0 when the series is absent).
-fn sample(metrics: &str, name_and_labels: &str) -> f64 {
-    let prefix = format!("pushwoosh_worker_{name_and_labels} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
-const PUSH_429: &str = r#"api_calls_total{method="createMessage",status="http_429"}"#;
+/// Calls refused with 429: a series born at the first one.
+const PUSH_429: &str =
+    r#"pushwoosh_worker_api_calls_total{method="createMessage",status="http_429"}"#;
+const THROTTLED: &str = r#"pushwoosh_worker_rate_limit_throttled_total{method="createMessage"}"#;
 
 #[tokio::test]
 async fn configured_to_the_apis_limit_the_worker_gets_no_429_and_shows_the_wait() {
@@ -89,24 +83,18 @@ async fn configured_to_the_apis_limit_the_worker_gets_no_429_and_shows_the_wait(
         "no 429, no retry"
     );
     let metrics = app.metrics().await;
-    assert_eq!(sample(&metrics, PUSH_429), 0.0, "{metrics}");
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"rate_limit_throttled_total{method="createMessage"}"#
-        ),
-        0.0
-    );
+    assert_eq!(metric_or_zero(&metrics, PUSH_429), 0.0, "{metrics}");
+    assert_eq!(metric(&metrics, THROTTLED), 0.0);
     // 30 jobs arriving together, one slot every 110 ms: they waited ~48 s in total.
-    let waited = sample(
+    let waited = metric(
         &metrics,
-        r#"rate_limit_wait_seconds_sum{method="createMessage"}"#,
+        r#"pushwoosh_worker_rate_limit_wait_seconds_sum{method="createMessage"}"#,
     );
     assert!(waited > 10.0, "jobs waited {waited} s in all\n{metrics}");
     assert_eq!(
-        sample(
+        metric(
             &metrics,
-            r#"rate_limit_wait_seconds_count{method="createMessage"}"#
+            r#"pushwoosh_worker_rate_limit_wait_seconds_count{method="createMessage"}"#
         ),
         jobs as f64
     );
@@ -123,7 +111,7 @@ async fn without_the_limiter_the_same_sandbox_answers_429() {
     let results = run_pushes(&mut app, 30).await;
     assert!(results.values().all(|rs| rs.len() == 1), "{results:?}");
     let metrics = app.metrics().await;
-    assert!(sample(&metrics, PUSH_429) > 0.0, "{metrics}");
+    assert!(metric(&metrics, PUSH_429) > 0.0, "{metrics}");
     assert!(sandbox.requests("createMessage") > 30);
     app.stop().await;
     sandbox.shutdown();
@@ -157,17 +145,14 @@ async fn a_few_429s_slow_the_worker_down_once_and_every_job_still_ends_ok_once()
     assert_eq!(retried, 3);
     assert_eq!(sandbox.requests("createMessage"), jobs as u64 + 3);
     let metrics = app.metrics().await;
-    assert_eq!(sample(&metrics, PUSH_429), 3.0, "{metrics}");
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"rate_limit_throttled_total{method="createMessage"}"#
-        ),
-        3.0
-    );
+    assert_eq!(metric(&metrics, PUSH_429), 3.0, "{metrics}");
+    assert_eq!(metric(&metrics, THROTTLED), 3.0);
     // Three 429s from calls made at the same rate: one slow-down step, not three.
     assert_eq!(
-        sample(&metrics, r#"rate_limit_slowdown{method="createMessage"}"#),
+        metric(
+            &metrics,
+            r#"pushwoosh_worker_rate_limit_slowdown{method="createMessage"}"#
+        ),
         2.0,
         "{metrics}"
     );

@@ -63,8 +63,12 @@ async fn a_500_500_200_push_ends_ok_after_three_calls_with_one_transaction_id() 
     // One result only, and the metrics saw the retries.
     app.assert_no_result(Duration::from_millis(300)).await;
     let metrics = app.metrics().await;
-    assert!(
-        metrics.contains(r#"pushwoosh_worker_retries_total{kind="push",reason="500"} 2"#),
+    assert_eq!(
+        common::metric(
+            &metrics,
+            r#"pushwoosh_worker_retries_total{kind="push",reason="500"}"#
+        ),
+        2.0,
         "{metrics}"
     );
     app.stop().await;

@@ -210,19 +210,36 @@ impl TestApp {
         http_get(self.http_addr, "/metrics").await.1
     }
 
-    /// /metrics shows every one of these lines within a second (the last result can
-    /// arrive before its job is acked and counted); returns the text.
+    /// /metrics shows every one of these `series value` lines within a second (the last
+    /// result can arrive before its job is acked and counted); returns the text. Each
+    /// series is read with [`metric`]: a value is compared whole (`… 2` is not `… 20`),
+    /// and a series that is not there fails the test.
     pub async fn assert_metrics(&self, expected: &[&str]) -> String {
+        let expected: Vec<(&str, f64)> = expected
+            .iter()
+            .map(|line| {
+                let (series, value) = line
+                    .rsplit_once(' ')
+                    .unwrap_or_else(|| panic!("{line}: not `series value`"));
+                let value = value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{line}: {value} is not a number"));
+                (series, value)
+            })
+            .collect();
         let mut metrics = String::new();
         for _ in 0..50 {
             metrics = self.metrics().await;
-            if expected.iter().all(|e| metrics.contains(e)) {
+            if expected
+                .iter()
+                .all(|(series, value)| find_metric(&metrics, series) == Some(*value))
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        for e in expected {
-            assert!(metrics.contains(e), "missing {e} in\n{metrics}");
+        for (series, value) in expected {
+            assert_eq!(metric(&metrics, series), value, "{series} in\n{metrics}");
         }
         metrics
     }
@@ -630,11 +647,33 @@ pub async fn answering_ok() -> MockServer {
 }
 
 /// The value of one series (`name{labels}`, as the worker writes it) in /metrics text; a
-/// series that is not there fails the test.
+/// series that is not there fails the test, so a renamed metric cannot pass a `== 0`.
 pub fn metric(text: &str, series: &str) -> f64 {
+    find_metric(text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+/// [`metric`] for a series born at its first count (e.g. `api_calls_total` of one
+/// `status`): 0 while it is absent. Its metric must be in the text all the same (its
+/// `# TYPE` line, written once any of its series exists), so a renamed metric still fails
+/// the test.
+pub fn metric_or_zero(text: &str, series: &str) -> f64 {
+    let name = series.split('{').next().unwrap_or(series);
+    let family = ["_total", "_sum", "_count", "_bucket"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .into_iter()
+        .chain([name]);
+    let served = family
+        .into_iter()
+        .any(|family| text.contains(&format!("\n# TYPE {family} ")));
+    assert!(served, "no metric {name} in\n{text}");
+    find_metric(text, series).unwrap_or(0.0)
+}
+
+/// The value of `series` if the text has it (for polling; a test asserts with [`metric`]).
+fn find_metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 /// The transactionIds of a call's notifications (several when jobs were batched).
