@@ -162,15 +162,16 @@ async fn a_few_429s_slow_the_worker_down_once_and_every_job_still_ends_ok_once()
 
 #[tokio::test]
 async fn jobs_waiting_for_a_slot_go_back_to_the_queue_when_the_worker_stops() {
-    // Six calls a minute: the first job goes out, the two others wait 10 s and 20 s.
-    // Should a waiting job not let go, the worker would only give up on it after
-    // pushwoosh.timeout_ms + 5 s (25 s here), and the broker would requeue it then.
+    // One call a minute: the first job goes out, the two others wait a minute and two.
+    // Should a waiting job not let go, the worker would send it when its slot comes, or
+    // give up on it after pushwoosh.timeout_ms + 5 s (125 s here): either way long after
+    // the half-minute in which `stop` must return.
     let mut app = TestApp::spawn_with(|s| {
         // Batching stays on: the two waiting jobs sit in one batch, which is not sent.
         s.rate_limit.enabled = true;
-        s.rate_limit.create_message_per_minute = 6;
+        s.rate_limit.create_message_per_minute = 1;
         s.shutdown.grace_period_ms = 300;
-        s.pushwoosh.timeout_ms = 20_000;
+        s.pushwoosh.timeout_ms = 120_000;
     })
     .await;
     wiremock::Mock::given(wiremock::matchers::method("POST"))
@@ -183,15 +184,13 @@ async fn jobs_waiting_for_a_slot_go_back_to_the_queue_when_the_worker_stops() {
     let first = app.next_result(WAIT).await.body;
     assert_eq!(first["outcome"], "ok", "{first}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let stopping = std::time::Instant::now();
     app.stop().await;
-    let took = stopping.elapsed();
-    assert!(
-        took < Duration::from_secs(10),
-        "the waiting jobs were handed back at the end of the grace period, not {took:?} later"
-    );
     app.assert_no_result(Duration::from_millis(300)).await;
-    assert_eq!(app.calls_to("createMessage").await.len(), 1);
+    assert_eq!(
+        app.calls_to("createMessage").await.len(),
+        1,
+        "the stop did not wait for a waiting job's slot"
+    );
     // The broker puts handed-back jobs back asynchronously (after the worker's channel
     // closes, for any it had taken again meanwhile): give it a moment.
     let queue = app.settings.amqp.jobs_queue.clone();

@@ -316,10 +316,8 @@ pub fn cleanup(settings: &Settings) {
             let Ok(ch) = conn.create_channel().await else {
                 return;
             };
-            let policy = pushwoosh_worker::retry::RetryPolicy::new(&s.retry);
-            let topology = pushwoosh_worker::broker::Topology::new(&s.amqp, &policy);
             let mut queues = vec![s.amqp.jobs_queue.clone(), s.amqp.dead_letter_queue.clone()];
-            queues.extend(topology.retry_queues());
+            queues.extend(retry_queues(&s));
             for q in queues {
                 let _ = ch
                     .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
@@ -348,6 +346,21 @@ pub async fn declare_topology(settings: &Settings) {
         .await
         .unwrap();
     let _ = conn.close(200, "declared".into()).await;
+}
+
+/// The retry queues (one a delay tier) of a test's topology.
+pub fn retry_queues(settings: &Settings) -> Vec<String> {
+    let policy = pushwoosh_worker::retry::RetryPolicy::new(&settings.retry);
+    pushwoosh_worker::broker::Topology::new(&settings.amqp, &policy).retry_queues()
+}
+
+/// How many retries are parked in the broker now, over every retry queue.
+pub async fn parked_retries(channel: &Channel, settings: &Settings) -> u32 {
+    let mut parked = 0;
+    for queue in retry_queues(settings) {
+        parked += queue_depth(channel, &queue).await;
+    }
+    parked
 }
 
 /// How many messages a queue holds now.
@@ -836,4 +849,66 @@ pub async fn consume_all(channel: &Channel, queue: &str) -> Consumer {
         )
         .await
         .expect("consuming the queue")
+}
+
+/// A Pushwoosh that answers every call with success at once, except the calls whose body
+/// contains a marker: those it holds until the test releases them. A test can then order
+/// events ("these jobs finished while that call was held") instead of timing them.
+pub struct HeldApi {
+    /// The base for `pushwoosh.api_url`.
+    pub api_url: String,
+    held: tokio::sync::watch::Receiver<usize>,
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+impl HeldApi {
+    /// Holds the calls that contain `marker` (answered `{"Messages": ["HELD"]}` once
+    /// released); answers the others `{"Messages": ["QUICK"]}`.
+    pub async fn start(marker: &'static str) -> Self {
+        use axum::http::header::CONTENT_TYPE;
+        let (held_tx, held) = tokio::sync::watch::channel(0_usize);
+        let (release, released) = tokio::sync::watch::channel(false);
+        let held_tx = std::sync::Arc::new(held_tx);
+        let answer = move |body: String| {
+            let held_tx = held_tx.clone();
+            let mut released = released.clone();
+            async move {
+                let code = if body.contains(marker) {
+                    held_tx.send_modify(|n| *n += 1);
+                    let _ = released.wait_for(|released| *released).await;
+                    "HELD"
+                } else {
+                    "QUICK"
+                };
+                let body = serde_json::json!({"status_code": 200, "status_message": "OK",
+                    "response": {"Messages": [code]}});
+                ([(CONTENT_TYPE, "application/json")], body.to_string())
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port for the held API");
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            async move { axum::serve(listener, axum::Router::new().fallback(answer)).await },
+        );
+        Self {
+            api_url: format!("http://{addr}/json/1.3"),
+            held,
+            release,
+        }
+    }
+
+    /// Waits until `n` calls are held; fails the test after `within` instead of hanging.
+    pub async fn wait_held(&mut self, n: usize, within: Duration) {
+        tokio::time::timeout(within, self.held.wait_for(|held| *held >= n))
+            .await
+            .unwrap_or_else(|_| panic!("{n} call(s) never reached the held API"))
+            .expect("the held API runs");
+    }
+
+    /// Answers the held calls, and any that come later.
+    pub fn release(&self) {
+        self.release.send_replace(true);
+    }
 }
