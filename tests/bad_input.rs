@@ -55,9 +55,11 @@ async fn an_unparseable_body_is_dead_lettered_and_the_next_job_still_succeeds() 
         Some("unparseable")
     );
 
-    app.publish_job(&json!({"id": "after", "kind": "push", "application": "A-B",
-        "notifications": [{"send_date": "now", "content": "still alive"}]}))
-        .await;
+    app.publish_job(&common::push_with(
+        "after",
+        json!({"content": "still alive"}),
+    ))
+    .await;
     assert_eq!(app.next_result(WAIT).await.body["outcome"], "ok");
     app.stop().await;
 }
@@ -216,8 +218,7 @@ async fn reply_to_gets_the_result_too_with_the_correlation_id() {
         )
         .await
         .unwrap();
-    let job = json!({"id": "rpc-1", "kind": "push", "application": "A-B",
-                     "notifications": [{"send_date": "now", "content": "x"}]});
+    let job = common::push_job("rpc-1");
     app.publish_raw(
         &serde_json::to_vec(&job).unwrap(),
         json_props()

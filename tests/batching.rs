@@ -7,16 +7,23 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::TestApp;
+use common::{TestApp, push_job, push_with};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// A notification content only Pushwoosh can refuse (the worker's validation lets it by).
+const REFUSED: &str = "refused by pushwoosh";
+
+/// Whether Pushwoosh refuses a call with these notifications as a whole.
+fn refused(notifications: &[Value]) -> bool {
+    notifications.iter().any(|n| n["content"] == REFUSED)
+}
+
 /// A Pushwoosh that answers one fresh code per notification, and 210 for a whole request
-/// when any notification's content is "refused by pushwoosh" (something only Pushwoosh
-/// can know, so the worker's own validation lets it through).
+/// when any notification's content is [`REFUSED`].
 struct CodePerNotification {
     next: AtomicU64,
 }
@@ -25,10 +32,7 @@ impl Respond for CodePerNotification {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = serde_json::from_slice(&request.body).unwrap();
         let notifications = body["request"]["notifications"].as_array().unwrap();
-        if notifications
-            .iter()
-            .any(|n| n["content"] == "refused by pushwoosh")
-        {
+        if refused(notifications) {
             return ResponseTemplate::new(200).set_body_json(json!({
                 "status_code": 210,
                 "status_message": "Invalid content",
@@ -59,20 +63,12 @@ async fn app(configure: impl FnOnce(&mut pushwoosh_worker::settings::Settings)) 
     app
 }
 
-fn push(id: &str, content: &str) -> Value {
-    json!({"id": id, "kind": "push", "application": "ABCDE-12345",
-           "notifications": [{"send_date": "now", "content": content}]})
-}
-
 /// Every transactionId in the calls Pushwoosh accepted (answered 200), with its count.
 fn accepted_transactions(calls: &[Value]) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for call in calls {
         let notifications = call["request"]["notifications"].as_array().unwrap();
-        if notifications
-            .iter()
-            .any(|n| n["content"] == "refused by pushwoosh")
-        {
+        if refused(notifications) {
             continue;
         }
         for n in notifications {
@@ -92,8 +88,7 @@ async fn three_hundred_pushes_go_out_in_far_fewer_calls_each_with_its_own_code()
     })
     .await;
     for i in 0..300 {
-        app.publish_job(&push(&format!("b-{i}"), &format!("hello {i}")))
-            .await;
+        app.publish_job(&push_job(&format!("b-{i}"))).await;
     }
     let mut codes = HashSet::new();
     let mut jobs = HashSet::new();
@@ -120,11 +115,9 @@ async fn three_hundred_pushes_go_out_in_far_fewer_calls_each_with_its_own_code()
     assert_eq!(sent.len(), 300, "every job's notification went out");
     assert!(sent.values().all(|n| *n == 1), "and only once");
     let metrics = app.metrics().await;
-    assert!(
-        metrics.contains(&format!(
-            "pushwoosh_worker_batch_jobs_count {}",
-            calls.len()
-        )),
+    assert_eq!(
+        common::metric(&metrics, "pushwoosh_worker_batch_jobs_count"),
+        calls.len() as f64,
         "{metrics}"
     );
     app.stop().await;
@@ -134,12 +127,13 @@ async fn three_hundred_pushes_go_out_in_far_fewer_calls_each_with_its_own_code()
 async fn a_batch_refused_with_210_is_split_and_only_the_bad_job_is_rejected() {
     let mut app = app(|s| s.batch.linger_ms = 200).await;
     for i in 0..20 {
-        let content = if i == 7 {
-            "refused by pushwoosh".to_owned()
+        let id = format!("s-{i}");
+        let job = if i == 7 {
+            push_with(&id, json!({"content": REFUSED}))
         } else {
-            format!("hello {i}")
+            push_job(&id)
         };
-        app.publish_job(&push(&format!("s-{i}"), &content)).await;
+        app.publish_job(&job).await;
     }
     let mut outcomes = HashMap::new();
     for _ in 0..20 {
@@ -166,11 +160,19 @@ async fn a_batch_refused_with_210_is_split_and_only_the_bad_job_is_rejected() {
     let sent = accepted_transactions(&calls);
     assert_eq!(sent.len(), 19, "the 19 good jobs went out");
     assert!(sent.values().all(|n| *n == 1), "each once: {sent:?}");
-    assert!(
-        app.metrics()
-            .await
-            .contains("pushwoosh_worker_batch_splits_total"),
-        "splits are counted"
+    // Every refused call of more than one job was split in two, and counted.
+    let split = calls
+        .iter()
+        .filter(|call| {
+            let notifications = call["request"]["notifications"].as_array().unwrap();
+            notifications.len() > 1 && refused(notifications)
+        })
+        .count();
+    let metrics = app.metrics().await;
+    assert_eq!(
+        common::metric(&metrics, "pushwoosh_worker_batch_splits_total"),
+        split as f64,
+        "splits are counted: {metrics}"
     );
     app.stop().await;
 }
@@ -183,7 +185,7 @@ async fn with_batching_off_each_job_has_its_own_call() {
     })
     .await;
     for i in 0..10 {
-        app.publish_job(&push(&format!("o-{i}"), "hi")).await;
+        app.publish_job(&push_job(&format!("o-{i}"))).await;
     }
     for _ in 0..10 {
         let r = app.next_result(WAIT).await.body;

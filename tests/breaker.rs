@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestApp, http_get, ok_answer};
+use common::{TestApp, http_get, ok_answer, push_job};
 use serde_json::json;
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
@@ -29,11 +29,6 @@ impl Respond for OutageUntil {
             ok_answer(json!({"Messages": ["CODE-1"]}))
         }
     }
-}
-
-fn push(id: &str) -> serde_json::Value {
-    json!({"id": id, "kind": "push", "application": "ABCDE-12345",
-           "notifications": [{"send_date": "now", "content": "hi", "users": ["u1"]}]})
 }
 
 #[tokio::test]
@@ -73,7 +68,7 @@ async fn an_outage_opens_the_breaker_the_queue_waits_and_drains_when_pushwoosh_r
     });
 
     for n in 0..JOBS {
-        app.publish_job(&push(&format!("job-{n}"))).await;
+        app.publish_job(&push_job(&format!("job-{n}"))).await;
     }
     let mut outcomes: HashMap<String, Vec<String>> = HashMap::new();
     for _ in 0..JOBS {
@@ -145,7 +140,7 @@ async fn an_auth_failure_for_everyone_holds_the_jobs_instead_of_failing_them() {
         })
         .mount(&app.mock)
         .await;
-    app.publish_job(&push("locked-out")).await;
+    app.publish_job(&push_job("locked-out")).await;
     let r = app.next_result(Duration::from_secs(15)).await.body;
     assert_eq!(r["outcome"], "ok", "{r}");
     assert_eq!(r["attempts"], 1, "held calls do not use the retry budget");

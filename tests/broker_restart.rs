@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{json_props, ok_answer, test_settings};
+use common::{ok_answer, push_job, test_settings};
 use lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
@@ -39,14 +39,6 @@ async fn connect(url: &str) -> (Connection, lapin::Channel) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("the broker did not come back");
-}
-
-fn job(i: usize) -> Vec<u8> {
-    serde_json::to_vec(
-        &json!({"id": format!("restart-{i}"), "kind": "push", "application": "A-B",
-        "notifications": [{"send_date": "now", "content": "x"}]}),
-    )
-    .unwrap()
 }
 
 #[tokio::test]
@@ -88,14 +80,7 @@ async fn the_worker_rides_through_a_broker_restart_and_every_job_gets_a_result()
     assert_eq!(common::http_get(http, "/readyz").await.0, 200);
 
     for i in 0..20 {
-        common::publish(
-            &channel,
-            &settings.amqp.jobs_exchange,
-            "k",
-            &job(i),
-            json_props(),
-        )
-        .await;
+        common::publish_job(&channel, &settings, &push_job(&format!("restart-{i}"))).await;
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
     let _ = conn.close(200, "restart".into()).await;
@@ -112,14 +97,7 @@ async fn the_worker_rides_through_a_broker_restart_and_every_job_gets_a_result()
 
     let (conn, channel) = connect(&settings.amqp.url).await;
     for i in 20..40 {
-        common::publish(
-            &channel,
-            &settings.amqp.jobs_exchange,
-            "k",
-            &job(i),
-            json_props(),
-        )
-        .await;
+        common::publish_job(&channel, &settings, &push_job(&format!("restart-{i}"))).await;
     }
     let mut results: HashMap<String, Vec<bool>> = HashMap::new();
     for _ in 0..600 {

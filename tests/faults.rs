@@ -4,19 +4,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{TestApp, header_str, ok_answer, test_settings};
+use common::{TestApp, header_str, ok_answer, push_job, test_settings};
 use lapin::options::{BasicGetOptions, BasicNackOptions};
 use pushwoosh_worker::broker::publisher::headers;
 use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn push(id: &str) -> Value {
-    json!({"id": id, "kind": "push", "application": "A-B",
-           "notifications": [{"send_date": "now", "content": "x"}]})
-}
 
 #[tokio::test]
 async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice() {
@@ -30,7 +25,7 @@ async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice(
     common::declare_topology(&settings).await;
     let (_conn, channel, mut results) = common::observe(&settings).await;
     for i in 0..15 {
-        common::publish_job(&channel, &settings, &push(&format!("k9-{i}"))).await;
+        common::publish_job(&channel, &settings, &push_job(&format!("k9-{i}"))).await;
     }
     let mut child = common::worker_command(&settings).spawn().unwrap();
     for _ in 0..400 {
@@ -89,7 +84,7 @@ async fn a_poison_job_fails_with_a_result_after_the_delivery_limit() {
     common::declare_topology(&settings).await;
     // Three workers took it and died without settling it (simulated: returned unsettled).
     let (_conn, channel, _) = common::observe(&settings).await;
-    common::publish_job(&channel, &settings, &push("poison-1")).await;
+    common::publish_job(&channel, &settings, &push_job("poison-1")).await;
     for _ in 0..3 {
         let mut got = None;
         for _ in 0..50 {
@@ -143,11 +138,11 @@ async fn a_poison_job_fails_with_a_result_after_the_delivery_limit() {
 async fn a_stop_with_a_long_backoff_pending_is_quick_and_the_retry_survives() {
     let app = TestApp::spawn_with(|s| {
         s.retry.initial_delay_ms = 100;
-        s.retry.max_delay_ms = 4_000;
+        s.retry.max_delay_ms = 8_000;
     })
     .await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "3"))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "5"))
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&app.mock)
@@ -157,24 +152,36 @@ async fn a_stop_with_a_long_backoff_pending_is_quick_and_the_retry_survives() {
         .with_priority(2)
         .mount(&app.mock)
         .await;
-    app.publish_job(&push("parked")).await;
-    for _ in 0..100 {
-        if app.total_calls().await == 1 {
+    // A connection of the test's own, to look at the queues after the worker is gone.
+    let (_conn, channel, _) = common::observe(&app.settings).await;
+    app.publish_job(&push_job("parked")).await;
+    let mut parked = 0;
+    for _ in 0..200 {
+        parked = common::parked_retries(&channel, &app.settings).await;
+        if parked == 1 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let stopping = Instant::now();
+    assert_eq!(parked, 1, "the retry waits in a retry queue of the broker");
+    assert_eq!(app.total_calls().await, 1);
     let (settings, mock) = app.stop_keeping_queues().await;
-    assert!(
-        stopping.elapsed() < Duration::from_secs(2),
+    // The backoff does not hold the stop: when the stop returns, the retry is still
+    // parked (its 5 s are not over) and the stopped worker made no other call.
+    assert_eq!(
+        common::parked_retries(&channel, &settings).await,
+        1,
         "the backoff does not hold the stop"
     );
+    assert_eq!(
+        common::queue_depth(&channel, &settings.amqp.jobs_queue).await,
+        0
+    );
+    assert_eq!(mock.received_requests().await.unwrap().len(), 1);
 
     // The retry waits in the broker, not in the stopped worker; a new worker finishes it.
     let mut second = TestApp::start(mock, settings).await;
-    let r = second.next_result(Duration::from_secs(10)).await.body;
+    let r = second.next_result(Duration::from_secs(15)).await.body;
     assert_eq!(r["job_id"], "parked");
     assert_eq!(r["outcome"], "ok");
     assert_eq!(r["attempts"], 2);

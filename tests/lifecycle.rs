@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{TOKEN, TestApp, ok_answer, test_settings};
+use common::{TOKEN, TestApp, ok_answer, push_job, test_settings};
 use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer};
@@ -22,11 +22,13 @@ async fn wait_for_calls(mock: &MockServer, n: usize) {
     panic!("the worker never sent {n} notifications");
 }
 
-/// Starts the binary, publishes `n` jobs and waits until all `n` calls are under way.
+/// Starts the binary (as `configure` has it), publishes `n` jobs and waits until all `n`
+/// calls are under way.
 async fn worker_busy_with(
     settings: &pushwoosh_worker::settings::Settings,
     mock: &MockServer,
     n: usize,
+    configure: impl FnOnce(&mut tokio::process::Command),
 ) -> (
     tokio::process::Child,
     lapin::Connection,
@@ -35,9 +37,11 @@ async fn worker_busy_with(
 ) {
     common::declare_topology(settings).await;
     let (conn, channel, results) = common::observe(settings).await;
-    let child = common::worker_command(settings).spawn().unwrap();
+    let mut cmd = common::worker_command(settings);
+    configure(&mut cmd);
+    let child = cmd.spawn().unwrap();
     for i in 0..n {
-        common::publish_job(&channel, settings, &job(i)).await;
+        common::publish_job(&channel, settings, &push_job(&format!("inflight-{i}"))).await;
     }
     wait_for_calls(mock, n).await;
     (child, conn, channel, results)
@@ -45,11 +49,6 @@ async fn worker_busy_with(
 
 /// How long the broker may take to requeue what a stopped worker gave back.
 const WAIT_REQUEUE: Duration = Duration::from_secs(10);
-
-fn job(i: usize) -> serde_json::Value {
-    json!({"id": format!("inflight-{i}"), "kind": "push", "application": "A-B",
-           "notifications": [{"send_date": "now", "content": "x"}]})
-}
 
 #[tokio::test]
 async fn sigterm_finishes_the_jobs_in_flight_and_exits_0_without_duplicates() {
@@ -59,12 +58,11 @@ async fn sigterm_finishes_the_jobs_in_flight_and_exits_0_without_duplicates() {
         .mount(&mock)
         .await;
     let settings = test_settings(&mock.uri()).await;
-    let (mut child, _conn, channel, mut results) = worker_busy_with(&settings, &mock, 20).await;
+    let (mut child, _conn, channel, mut results) =
+        worker_busy_with(&settings, &mock, 20, |_| {}).await;
     common::sigterm(&child).await;
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("the worker exits within the grace period")
-        .unwrap();
+    // Whether it finished the jobs in flight before it exited: their results, below.
+    let status = common::exit_status(&mut child, Duration::from_secs(30)).await;
     assert!(status.success(), "exit status {status:?}");
     let log = common::worker_log(&settings);
     assert!(log.contains("stopped cleanly"), "{log}");
@@ -103,20 +101,27 @@ async fn sigterm_finishes_the_jobs_in_flight_and_exits_0_without_duplicates() {
 
 #[tokio::test]
 async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost() {
+    // Calls that neither end nor time out for two minutes: a worker that waited for them
+    // past its grace period would not exit within the half-minute allowed below.
     let slow = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ok_answer(json!({"Messages": ["C"]})).set_delay(Duration::from_secs(30)))
+        .respond_with(ok_answer(json!({"Messages": ["C"]})).set_delay(Duration::from_secs(120)))
         .mount(&slow)
         .await;
     let mut settings = test_settings(&slow.uri()).await;
     settings.shutdown.grace_period_ms = 300;
-    let (mut child, _conn, channel, mut results) = worker_busy_with(&settings, &slow, 10).await;
+    let (mut child, _conn, channel, mut results) = worker_busy_with(&settings, &slow, 10, |cmd| {
+        cmd.env("PUSHWOOSH_WORKER__PUSHWOOSH__TIMEOUT_MS", "120000");
+    })
+    .await;
     common::sigterm(&child).await;
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("the worker exits soon after the grace period")
-        .unwrap();
+    let status = common::exit_status(&mut child, Duration::from_secs(30)).await;
     assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        common::notifications_sent(&slow).await,
+        10,
+        "the stopping worker made no other call"
+    );
     assert!(
         tokio::time::timeout(
             Duration::from_millis(300),
@@ -218,7 +223,7 @@ async fn endpoints_tell_the_truth() {
     assert_eq!(common::http_get(app.http_addr, "/livez").await.0, 200);
     assert_eq!(common::http_get(app.http_addr, "/healthz").await.0, 200);
     assert_eq!(common::http_get(app.http_addr, "/readyz").await.0, 200);
-    app.publish_job(&job(1)).await;
+    app.publish_job(&push_job("inflight-1")).await;
     app.next_result(Duration::from_secs(10)).await;
     // The result can arrive before the worker has seen its confirm and acked the job:
     // the metrics settle a moment later.

@@ -271,11 +271,7 @@ async fn a_classic_jobs_queue_works_the_same_when_configured() {
         .respond_with(ok_answer(json!({"Messages": ["CL-1"]})))
         .mount(&app.mock)
         .await;
-    app.publish_job(
-        &json!({"id": "classic-1", "kind": "push", "application": "A-B",
-        "notifications": [{"send_date": "now", "content": "x"}]}),
-    )
-    .await;
+    app.publish_job(&common::push_job("classic-1")).await;
     let r = app.next_result(WAIT).await.body;
     assert_eq!(r["outcome"], "ok");
     assert_eq!(r["message_codes"], json!(["CL-1"]));

@@ -7,7 +7,10 @@ use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TestApp, cleanup, drain, header_str, json_props, ok_answer, publish, test_settings};
+use common::{
+    TestApp, cleanup, drain, header_str, json_props, ok_answer, publish, push_job_for,
+    test_settings,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use pushwoosh_worker::broker::Topology;
@@ -47,11 +50,6 @@ async fn run_replay(settings: &Settings, args: &[&str]) -> (Option<i32>, String)
     (out.status.code(), stdout)
 }
 
-fn push(id: &str, application: &str) -> serde_json::Value {
-    json!({"id": id, "kind": "push", "application": application,
-           "notifications": [{"send_date": "now", "content": "hi", "users": ["u1"]}]})
-}
-
 #[tokio::test]
 async fn replaying_retries_exhausted_moves_that_job_only_and_it_succeeds_with_a_fresh_budget() {
     let mut app = TestApp::spawn().await;
@@ -70,8 +68,10 @@ async fn replaying_retries_exhausted_moves_that_job_only_and_it_succeeds_with_a_
             "status_code": 403, "status_message": "Token restrictions forbid this operation"})))
         .mount(&app.mock)
         .await;
-    app.publish_job(&push("outage-1", "APP-OUTAGE")).await;
-    app.publish_job(&push("forbidden-1", "APP-FORBIDDEN")).await;
+    app.publish_job(&push_job_for("APP-OUTAGE", "outage-1"))
+        .await;
+    app.publish_job(&push_job_for("APP-FORBIDDEN", "forbidden-1"))
+        .await;
     app.publish_raw(
         b"{not json",
         json_props().with_message_id("garbled-1".into()),

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestApp, header_str, ok_answer};
+use common::{TestApp, header_str, ok_answer, push_with_notifications};
 use pushwoosh_worker::broker::publisher::headers;
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -13,11 +13,9 @@ use wiremock::{Mock, ResponseTemplate};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn push(id: &str) -> serde_json::Value {
-    json!({"id": id, "kind": "push", "application": "ABCDE-12345",
-           "notifications": [{"send_date": "now", "content": "hi", "users": ["u1"]},
-                             {"send_date": "now", "content": "ho", "users": ["u2"]}]})
-}
+/// Every push here has two notifications: each must keep its own transactionId and get
+/// its own message code.
+const NOTIFICATIONS: usize = 2;
 
 #[tokio::test]
 async fn a_500_500_200_push_ends_ok_after_three_calls_with_one_transaction_id() {
@@ -37,7 +35,8 @@ async fn a_500_500_200_push_ends_ok_after_three_calls_with_one_transaction_id() 
         .with_priority(2)
         .mount(&app.mock)
         .await;
-    app.publish_job(&push("retry-me")).await;
+    app.publish_job(&push_with_notifications("retry-me", NOTIFICATIONS))
+        .await;
     let r = app.next_result(WAIT).await.body;
     assert_eq!(r["outcome"], "ok", "{r}");
     assert_eq!(r["attempts"], 3);
@@ -47,7 +46,7 @@ async fn a_500_500_200_push_ends_ok_after_three_calls_with_one_transaction_id() 
     );
     let calls = app.calls_to("createMessage").await;
     assert_eq!(calls.len(), 3);
-    for notification in 0..2 {
+    for notification in 0..NOTIFICATIONS {
         let ids: Vec<_> = calls
             .iter()
             .map(|c| c["request"]["notifications"][notification]["transactionId"].clone())
@@ -64,8 +63,12 @@ async fn a_500_500_200_push_ends_ok_after_three_calls_with_one_transaction_id() 
     // One result only, and the metrics saw the retries.
     app.assert_no_result(Duration::from_millis(300)).await;
     let metrics = app.metrics().await;
-    assert!(
-        metrics.contains(r#"pushwoosh_worker_retries_total{kind="push",reason="500"} 2"#),
+    assert_eq!(
+        common::metric(
+            &metrics,
+            r#"pushwoosh_worker_retries_total{kind="push",reason="500"}"#
+        ),
+        2.0,
         "{metrics}"
     );
     app.stop().await;
@@ -78,7 +81,8 @@ async fn when_retries_run_out_the_job_fails_and_is_dead_lettered_with_reasons() 
         .respond_with(ResponseTemplate::new(503).set_body_string("down for maintenance"))
         .mount(&app.mock)
         .await;
-    app.publish_job(&push("never-works")).await;
+    app.publish_job(&push_with_notifications("never-works", NOTIFICATIONS))
+        .await;
     let result = app.next_result(WAIT).await;
     let r = &result.body;
     assert_eq!(r["outcome"], "failed", "{r}");
@@ -96,7 +100,7 @@ async fn when_retries_run_out_the_job_fails_and_is_dead_lettered_with_reasons() 
     let original: serde_json::Value = serde_json::from_slice(&letter.data).unwrap();
     assert_eq!(
         original,
-        push("never-works"),
+        push_with_notifications("never-works", NOTIFICATIONS),
         "the dead letter holds the job as sent"
     );
     let h = |k| header_str(&letter.properties, k);
@@ -127,7 +131,8 @@ async fn retry_after_is_honoured() {
         .mount(&app.mock)
         .await;
     let started = Instant::now();
-    app.publish_job(&push("slow-down")).await;
+    app.publish_job(&push_with_notifications("slow-down", NOTIFICATIONS))
+        .await;
     let r = app.next_result(WAIT).await.body;
     assert_eq!(r["outcome"], "ok");
     assert_eq!(r["attempts"], 2);
@@ -150,7 +155,8 @@ async fn a_retry_after_beyond_the_elapsed_budget_fails_now() {
         .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "30"))
         .mount(&app.mock)
         .await;
-    app.publish_job(&push("too-late")).await;
+    app.publish_job(&push_with_notifications("too-late", NOTIFICATIONS))
+        .await;
     let r = app.next_result(WAIT).await.body;
     assert_eq!(r["outcome"], "failed");
     assert_eq!(r["status_code"], 429);
@@ -172,7 +178,8 @@ async fn a_403_inside_http_200_fails_without_retry_and_is_dead_lettered() {
             "status_code": 403, "status_message": "Token restrictions forbid this operation"})))
         .mount(&app.mock)
         .await;
-    app.publish_job(&push("forbidden")).await;
+    app.publish_job(&push_with_notifications("forbidden", NOTIFICATIONS))
+        .await;
     let r = app.next_result(WAIT).await.body;
     assert_eq!(r["outcome"], "failed");
     assert_eq!(r["status_code"], 403);
@@ -203,7 +210,8 @@ async fn a_timed_out_push_is_retried_with_the_same_transaction_id() {
         .with_priority(2)
         .mount(&app.mock)
         .await;
-    app.publish_job(&push("hang-once")).await;
+    app.publish_job(&push_with_notifications("hang-once", NOTIFICATIONS))
+        .await;
     let r = app.next_result(WAIT).await.body;
     assert_eq!(r["outcome"], "ok", "{r}");
     assert_eq!(r["attempts"], 2);

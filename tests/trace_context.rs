@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, header_str, json_props, ok_answer};
+use common::{TestApp, header_str, json_props, ok_answer, push_job};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use serde_json::{Value, json};
@@ -18,12 +18,9 @@ const WAIT: Duration = Duration::from_secs(10);
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
-fn push(id: &str) -> Vec<u8> {
-    serde_json::to_vec(
-        &json!({"id": id, "kind": "push", "application": "ABCDE-12345",
-        "notifications": [{"send_date": "now", "content": "hi", "users": ["u1"]}]}),
-    )
-    .unwrap()
+/// The body of [`push_job`], to publish with headers of a test's choosing.
+fn push_body(id: &str) -> Vec<u8> {
+    serde_json::to_vec(&push_job(id)).unwrap()
 }
 
 fn with_headers(headers: &[(&str, &str)]) -> BasicProperties {
@@ -52,7 +49,7 @@ async fn a_jobs_traceparent_continues_onto_its_result() {
     ok_api(&app).await;
     let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
     app.publish_raw(
-        &push("traced-1"),
+        &push_body("traced-1"),
         with_headers(&[
             ("traceparent", &traceparent),
             ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
@@ -86,7 +83,8 @@ async fn a_jobs_traceparent_continues_onto_its_result() {
 async fn a_job_without_a_traceparent_gets_a_result_without_one() {
     let mut app = TestApp::spawn().await;
     ok_api(&app).await;
-    app.publish_raw(&push("untraced-1"), json_props()).await;
+    app.publish_raw(&push_body("untraced-1"), json_props())
+        .await;
     let result = app.next_result(WAIT).await;
     assert_eq!(result.body["outcome"], "ok");
     assert_eq!(header_str(&result.properties, "traceparent"), None);
@@ -111,7 +109,7 @@ async fn an_invalid_traceparent_is_ignored_and_the_job_goes_through() {
     .enumerate()
     {
         app.publish_raw(
-            &push(&format!("bad-trace-{i}")),
+            &push_body(&format!("bad-trace-{i}")),
             with_headers(&[("traceparent", bad), ("tracestate", "a=b")]),
         )
         .await;
@@ -138,7 +136,7 @@ async fn a_retried_job_keeps_its_trace_and_a_rejected_one_has_it_too() {
     ok_api(&app).await;
     let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-00");
     app.publish_raw(
-        &push("traced-retry"),
+        &push_body("traced-retry"),
         with_headers(&[("traceparent", &traceparent)]),
     )
     .await;
@@ -180,7 +178,7 @@ async fn json_logs_carry_the_trace_of_the_job() {
         &channel,
         &settings.amqp.jobs_exchange,
         "job",
-        &push("traced-log"),
+        &push_body("traced-log"),
         with_headers(&[("traceparent", &traceparent)]),
     )
     .await;
