@@ -12,11 +12,16 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 
-# Dependencies first, against a dummy main: this layer is rebuilt only when Cargo.toml
-# or Cargo.lock change, not on every edit of src/.
+# Dependencies first, against a dummy main: this layer is rebuilt only when a Cargo.toml
+# or Cargo.lock change, not on every edit of src/. The workspace names bench/, so cargo
+# needs its manifest (and a target) to load the workspace, and a library of the worker
+# for bench/ to depend on; the image never builds the bench.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY bench/Cargo.toml ./bench/
+RUN mkdir src bench/src \
     && echo 'fn main() {}' > src/main.rs \
+    && cp src/main.rs bench/src/main.rs \
+    && touch src/lib.rs \
     && cargo build --release --locked --bin pushwoosh-worker \
     && rm -rf src
 

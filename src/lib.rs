@@ -2,6 +2,9 @@
 //! publishes one result event per job.
 
 mod allocator;
+/// For the benchmark only (`bench/`): the few items it uses from the worker, listed in
+/// one place so that nothing else has to be public for it.
+pub mod bench_support;
 pub mod broker;
 pub mod cli;
 pub mod commands;

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::post;
-use pushwoosh_worker::sandbox::{self, SandboxConfig, SandboxHandle};
+use pushwoosh_worker::bench_support::{self, SandboxConfig, SandboxHandle};
 use serde::Deserialize;
 
 use super::MockKind;
@@ -114,7 +114,7 @@ async fn start_sandbox() -> anyhow::Result<(Server, String)> {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..SandboxConfig::default()
     };
-    let handle = sandbox::start(config)
+    let handle = bench_support::start_sandbox(config)
         .await
         .context("starting the sandbox")?;
     let base = handle.base_url();

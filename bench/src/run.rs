@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use pushwoosh_worker::settings::QueueType;
+use pushwoosh_worker::bench_support::QueueType;
 
 use super::broker::{Collector, Names, Producer, Stamps};
 use super::mock::Mock;

@@ -18,8 +18,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
-use pushwoosh_worker::metrics::Metrics;
-use pushwoosh_worker::worker::acks::{Acks, Settlement};
+use pushwoosh_worker::bench_support::{Acks, Metrics, Settlement};
 
 /// `bench __ceiling <amqp url> <queue> <results exchange> <prefetch> <ack coalesce ms> <hold µs>`
 pub const SUBCOMMAND: &str = "__ceiling";

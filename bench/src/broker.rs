@@ -14,9 +14,7 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
 };
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
-use pushwoosh_worker::broker::Topology;
-use pushwoosh_worker::retry::RetryPolicy;
-use pushwoosh_worker::settings::{QueueType, Settings};
+use pushwoosh_worker::bench_support::{QueueType, RetryPolicy, Settings, Topology};
 use serde::Deserialize;
 
 /// Confirms a producer may wait for at once.
@@ -312,7 +310,7 @@ impl Collector {
     ) -> anyhow::Result<Self> {
         let conn = connect(url).await?;
         let channel = conn.create_channel().await?;
-        let consumer = pushwoosh_worker::broker::watch_results(&channel, results_exchange)
+        let consumer = pushwoosh_worker::bench_support::watch_results(&channel, results_exchange)
             .await
             .context("watching the results")?;
         Ok(Self {

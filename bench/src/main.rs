@@ -2,8 +2,8 @@
 //! and a mock Pushwoosh with a set latency. It publishes push jobs, waits for their
 //! results and prints jobs/s, publish-to-result latency, the worker's peak RSS and CPU per
 //! job, next to a consume → publish-confirmed-result → ack loop with no HTTP call (the
-//! broker's own ceiling) measured in the same run. Run it with `scripts/bench`; README
-//! "Performance" says what each scenario measures.
+//! broker's own ceiling) measured in the same run. Run it with `scripts/bench`;
+//! docs/performance.md says what each scenario measures.
 
 mod broker;
 mod ceiling;
@@ -52,13 +52,13 @@ pub enum QueueKind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MockKind {
-    /// The project's sandbox (`pushwoosh_worker::sandbox`), in a thread of the bench.
+    /// The project's sandbox (`pushwoosh-worker sandbox`), in a thread of the bench.
     Sandbox,
     /// A bare axum responder (one code per notification, no state), in a thread of the bench.
     Minimal,
 }
 
-/// Benchmark pushwoosh-worker against RabbitMQ and a mock Pushwoosh (README "Performance").
+/// Benchmark pushwoosh-worker against RabbitMQ and a mock Pushwoosh (docs/performance.md).
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
 pub struct Args {

@@ -1,11 +1,11 @@
 //! The five scenarios of issue #5, each printing one labelled block: what was run, one
 //! row per run, and where the worker stands against the issue's target.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use pushwoosh_worker::settings::QueueType;
+use pushwoosh_worker::bench_support::QueueType;
 
 use super::mock::Mock;
 use super::report::{self, each_percent, mean, median, paired_ratios, spread, thousands, verdict};
@@ -14,7 +14,7 @@ use super::{Args, MockKind, Mode, QueueKind, Scenario};
 
 /// The configuration file of the tree this bench was built from: it names every key the
 /// worker accepts (the worker refuses unknown keys at start).
-const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// The one place that says how the worker runs in scenarios 1-4, which measure its own
 /// cost: the client-side rate limiter (createMessage 600 a minute by default) would cap
@@ -40,7 +40,7 @@ fn api_budget_env(limit: u32) -> Vec<(String, String)> {
     ]
 }
 
-/// `pushwoosh-worker` next to this binary (both come from one `cargo build --release`).
+/// `pushwoosh-worker` next to this binary (a workspace builds both into one target/).
 fn sibling_worker() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("finding the bench binary")?;
     Ok(exe.with_file_name("pushwoosh-worker"))
@@ -80,8 +80,11 @@ pub async fn run_all(args: Args) -> anyhow::Result<bool> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target/bench-logs")
+        // The workspace root's target/, where the worker and the bench are built.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap_or(Path::new(".."));
+        root.join("target/bench-logs")
             .join(now.as_secs().to_string())
     });
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
