@@ -1,7 +1,6 @@
 //! pushwoosh-worker: consumes jobs from RabbitMQ, calls the Pushwoosh Messages API,
 //! publishes one result event per job.
 
-mod allocator;
 /// For the benchmark only (`bench/`): the few items it uses from the worker, listed in
 /// one place so that nothing else has to be public for it.
 pub mod bench_support;

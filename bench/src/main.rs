@@ -18,6 +18,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
+// The bench chooses the worker's allocator, jemalloc with one arena (src/main.rs): its
+// no-HTTP ceiling loop runs in a process of this binary and is compared with the worker,
+// so the two should pay the same for their allocations.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's `malloc_conf`, a C string read once at start-up.
+#[cfg(not(target_env = "msvc"))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+#[used]
+static MALLOC_CONF: &u8 = &b"narenas:1\0"[0];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
     /// 0 ms mock, `--jobs` push jobs, `--prefetch`: the worker's cost vs the no-HTTP loop.
