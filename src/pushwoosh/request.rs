@@ -1,6 +1,8 @@
 //! The exact request body sent to Pushwoosh: the producer's fields untouched, plus the
 //! configured `auth` and, for pushes, a stable `transactionId` where the producer gave none.
+//! A batched `createMessage` body is the same envelope around several jobs' notifications.
 
+use bytes::{BufMut, Bytes, BytesMut};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -79,6 +81,44 @@ pub fn body(request: &Map<String, Value>, token: &SecretString) -> bytes::Bytes 
     };
     // A map of JSON values with string keys always serializes.
     serde_json::to_vec(&body).unwrap_or_default().into()
+}
+
+/// A push job's notifications as a batched body takes them: serialized once, when the job
+/// is submitted, comma-separated and without the enclosing brackets.
+pub fn batch_notifications(notifications: &[Value]) -> Option<Bytes> {
+    let raw = Bytes::from(serde_json::to_vec(notifications).ok()?);
+    // `[a,b]` → `a,b`, without a copy
+    Some(raw.slice(1..raw.len() - 1))
+}
+
+/// `{"request":{"auth":…,"application":…,"notifications":[…]}}` for several push jobs of
+/// one application: what [`body`] gives for one job's `application` and `notifications`,
+/// with each job's [`batch_notifications`] copied in as they were serialized.
+pub fn batch_body<'a>(
+    token: &SecretString,
+    application: &str,
+    notifications: impl Iterator<Item = &'a [u8]> + Clone,
+) -> Bytes {
+    let raw: usize = notifications.clone().map(|n| n.len() + 1).sum();
+    let mut body = BytesMut::with_capacity(raw + application.len() + 96);
+    body.put_slice(br#"{"request":{"auth":"#);
+    write_json_string(&mut body, token.expose_secret());
+    body.put_slice(br#","application":"#);
+    write_json_string(&mut body, application);
+    body.put_slice(br#","notifications":["#);
+    for (i, part) in notifications.enumerate() {
+        if i > 0 {
+            body.put_u8(b',');
+        }
+        body.put_slice(part);
+    }
+    body.put_slice(b"]}}");
+    body.freeze()
+}
+
+fn write_json_string(out: &mut BytesMut, s: &str) {
+    // Serializing a str cannot fail.
+    let _ = serde_json::to_writer(out.writer(), s);
 }
 
 #[cfg(test)]
@@ -160,6 +200,36 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&body).unwrap(),
             r#"{"request":{"auth":"tok","application":"A","notifications":[{"send_date":"now","content":"Hello!","devices":["+1234567890"],"use_auto_registration":true,"n":1.50}]}}"#
+        );
+    }
+
+    #[test]
+    fn a_batched_body_is_the_jobs_bodies_with_their_notifications_joined() {
+        let token = SecretString::from("t\"ok");
+        let request = |notifications: &str| {
+            let raw = format!(
+                r#"{{"id":"j","kind":"push","application":"A\u00e9","notifications":{notifications}}}"#
+            );
+            decode(raw.as_bytes(), None).unwrap().request
+        };
+        let part = |request: &Map<String, Value>| {
+            batch_notifications(request["notifications"].as_array().unwrap()).unwrap()
+        };
+        let one = request(r#"[{"content":"a","n":1.50},{"content":{"en":"b"}}]"#);
+        let two = request(r#"[{"content":"c"}]"#);
+        // A batch of one is exactly the body the job would have been sent alone.
+        assert_eq!(
+            batch_body(&token, "A\u{e9}", [&part(&one)[..]].into_iter()),
+            body(&one, &token)
+        );
+        let both = request(r#"[{"content":"a","n":1.50},{"content":{"en":"b"}},{"content":"c"}]"#);
+        assert_eq!(
+            batch_body(
+                &token,
+                "A\u{e9}",
+                [&part(&one)[..], &part(&two)[..]].into_iter()
+            ),
+            body(&both, &token)
         );
     }
 }

@@ -1,0 +1,280 @@
+//! Lane scheduling: one task per application gathers the jobs submitted to it into
+//! batches and decides when each batch goes (linger window, busy linger, rate-limit slot).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::call::Call;
+use super::{Entry, Lanes, Shared};
+
+/// A lane with no job for this long ends; the next job for its application starts a new one.
+const LANE_IDLE: Duration = Duration::from_secs(30);
+
+pub(super) struct Lane {
+    shared: Arc<Shared>,
+    lanes: Weak<Lanes>,
+    application: String,
+    token: SecretString,
+    shared_token: bool,
+    rx: mpsc::UnboundedReceiver<Entry>,
+    /// A job that did not fit the last batch: the first of the next.
+    carry: Option<Entry>,
+    /// Each call of this lane says here how long it took, when it ends.
+    ended_tx: mpsc::UnboundedSender<Duration>,
+    ended: mpsc::UnboundedReceiver<Duration>,
+    /// Calls of this lane under way.
+    in_flight: usize,
+    /// How long this lane's calls take (a moving average); `None` before the first ends.
+    latency: Option<Duration>,
+}
+
+/// Reports a call's end to its lane, however the call ends.
+struct CallEnd {
+    /// tokio's clock, like every wait of the lane.
+    started: tokio::time::Instant,
+    tx: mpsc::UnboundedSender<Duration>,
+}
+
+impl Drop for CallEnd {
+    fn drop(&mut self) {
+        // A lane that ended no longer counts.
+        let _ = self.tx.send(self.started.elapsed());
+    }
+}
+
+/// The jobs of one call.
+struct Batch {
+    entries: Vec<Entry>,
+    notifications: usize,
+    max: usize,
+}
+
+impl Batch {
+    fn new(first: Entry, max: usize) -> Self {
+        Self {
+            notifications: first.count,
+            entries: vec![first],
+            max,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.notifications >= self.max
+    }
+
+    /// Adds the entry, or gives it back when it would not fit.
+    fn add(&mut self, entry: Entry) -> Result<(), Entry> {
+        if self.notifications + entry.count > self.max {
+            return Err(entry);
+        }
+        self.notifications += entry.count;
+        self.entries.push(entry);
+        Ok(())
+    }
+}
+
+impl Lane {
+    /// The lane of `application`, reading the jobs submitted to it from `rx`; `lanes` is
+    /// the batcher's map, which the lane leaves when it ends.
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        lanes: Weak<Lanes>,
+        application: String,
+        token: SecretString,
+        shared_token: bool,
+        rx: mpsc::UnboundedReceiver<Entry>,
+    ) -> Self {
+        let (ended_tx, ended) = mpsc::unbounded_channel();
+        Self {
+            shared,
+            lanes,
+            application,
+            token,
+            shared_token,
+            rx,
+            carry: None,
+            ended_tx,
+            ended,
+            in_flight: 0,
+            latency: None,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        debug!(application = %self.application, "batch lane started");
+        while let Some(first) = self.next_first().await {
+            let mut batch = Batch::new(first, self.shared.settings.max_size);
+            self.gather(&mut batch).await;
+            let call = Call {
+                shared: self.shared.clone(),
+                application: self.application.clone(),
+                token: self.token.clone(),
+                shared_token: self.shared_token,
+            };
+            self.in_flight += 1;
+            let end = CallEnd {
+                started: tokio::time::Instant::now(),
+                tx: self.ended_tx.clone(),
+            };
+            tokio::spawn(async move {
+                call.send(batch.entries, true).await;
+                drop(end);
+            });
+        }
+        debug!(application = %self.application, "batch lane ended");
+    }
+
+    /// The first job of the next batch; `None` when the lane is idle or the batcher gone.
+    async fn next_first(&mut self) -> Option<Entry> {
+        if let Some(entry) = self.carry.take() {
+            return Some(entry);
+        }
+        loop {
+            let next = tokio::time::timeout(LANE_IDLE, async {
+                loop {
+                    tokio::select! {
+                        Some(took) = self.ended.recv() => self.call_ended(took),
+                        entry = self.rx.recv() => return entry,
+                    }
+                }
+            });
+            match next.await {
+                Ok(entry) => return entry,
+                Err(_) => {
+                    let lanes = self.lanes.upgrade()?;
+                    let mut lanes = lanes.lock().unwrap_or_else(|e| e.into_inner());
+                    // Submitters send under this lock: with it held and nothing queued,
+                    // no job can be left behind.
+                    if self.rx.is_empty() {
+                        lanes.remove(&self.application);
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fills the batch: the linger window, whatever is ready, the wait while the lane is
+    /// busy, and whatever arrives while the call waits for its rate-limit slot.
+    async fn gather(&mut self, batch: &mut Batch) {
+        let linger = self.shared.settings.linger();
+        if !linger.is_zero() {
+            let deadline = tokio::time::Instant::now() + linger;
+            while !batch.full() {
+                tokio::select! {
+                    entry = self.rx.recv() => match entry {
+                        Some(entry) => if !self.add(batch, entry) { return },
+                        None => return,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+        if !self.take_ready(batch) {
+            return;
+        }
+        // The jobs this runtime is about to hand over: let the tasks already woken run
+        // first (they may be jobs for this application), then take what they submitted.
+        // No timer: it costs a quiet application's job one turn of the scheduler.
+        if !batch.full() {
+            tokio::task::yield_now().await;
+            if !self.take_ready(batch) {
+                return;
+            }
+        }
+        self.while_busy(batch).await;
+        // Waiting for a rate-limit slot: jobs that arrive meanwhile join the batch.
+        let shared = self.shared.clone();
+        let slot = shared.slot();
+        tokio::pin!(slot);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut slot => return,
+                Some(took) = self.ended.recv() => self.call_ended(took),
+                Some(entry) = self.rx.recv(), if !batch.full() && self.carry.is_none() => {
+                    if !self.add(batch, entry) {
+                        // Leave the rest for the next batch, but still wait for this slot.
+                        continue;
+                    }
+                }
+            }
+        }
+    }
+
+    /// While the lane's calls under way already cover one call's latency (as many calls as
+    /// the latency holds `busy_linger`s), the batch waits for one of them to end, for more
+    /// jobs, or for `busy_linger` at most. A lane with no call under way sends at once, so
+    /// a quiet application's job never waits; a busy one sends fewer, fuller calls, with
+    /// no job waiting longer than `busy_linger` for company.
+    async fn while_busy(&mut self, batch: &mut Batch) {
+        let wait = self.shared.settings.busy_linger();
+        if wait.is_zero() || batch.full() || self.carry.is_some() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while self.busy(wait) && !batch.full() {
+            tokio::select! {
+                biased;
+                Some(took) = self.ended.recv() => self.call_ended(took),
+                entry = self.rx.recv() => match entry {
+                    Some(entry) => if !self.add(batch, entry) { return },
+                    None => return,
+                },
+                () = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    /// Adds what is already queued, up to a full batch; false when an entry did not fit.
+    fn take_ready(&mut self, batch: &mut Batch) -> bool {
+        while !batch.full() {
+            match self.rx.try_recv() {
+                Ok(entry) => {
+                    if !self.add(batch, entry) {
+                        return false;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        true
+    }
+
+    /// Whether enough calls are under way that the next may wait: one call per `wait` of
+    /// the calls' latency (at least one).
+    fn busy(&self, wait: Duration) -> bool {
+        let enough = self.latency.map_or(1, |latency| {
+            let covered = latency.as_nanos().div_ceil(wait.as_nanos().max(1));
+            usize::try_from(covered).unwrap_or(usize::MAX).max(1)
+        });
+        self.in_flight >= enough
+    }
+
+    fn call_ended(&mut self, took: Duration) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        // An average over the last few calls: a slow spell shows quickly, one outlier does not stay.
+        self.latency = Some(match self.latency {
+            None => took,
+            Some(latency) => (latency * 3 + took) / 4,
+        });
+    }
+
+    /// Adds the entry to the batch, or keeps it for the next one; false when it did not fit.
+    fn add(&mut self, batch: &mut Batch, entry: Entry) -> bool {
+        match batch.add(entry) {
+            Ok(()) => true,
+            Err(entry) => {
+                self.carry = Some(entry);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
