@@ -4,15 +4,14 @@ use clap::Parser;
 use pushwoosh_worker::cli::{Cli, main as run};
 
 // jemalloc, for the worker binary (the library leaves the allocator to whoever links it:
-// the tests use the system's, the bench chooses its own). A job is decoded into a few
-// dozen small allocations and freed on another thread, which glibc's malloc mostly serves
-// from its slow path: with jemalloc the worker runs ~15% fewer instructions a job (README
-// "Performance").
+// the tests use the system's, the bench chooses its own). A job is decoded into many small
+// allocations that are freed on another thread, which glibc's malloc mostly serves from
+// its slow path and jemalloc's per-thread caches serve from their fast one (docs/design.md
+// "Allocator"; the figures are in docs/performance.md).
 //
 // One arena instead of jemalloc's four per core: this worker allocates little per second
-// next to what jemalloc's per-thread caches absorb, and the extra arenas only hold pages
-// (peak RSS at 256 jobs in flight: ~20.5 MB instead of ~22 MB). `_RJEM_MALLOC_CONF` in
-// the environment overrides it, as any other jemalloc option.
+// next to what the per-thread caches absorb, so more arenas would only hold more pages.
+// `_RJEM_MALLOC_CONF` in the environment overrides it, as any other jemalloc option.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
