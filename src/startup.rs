@@ -86,6 +86,8 @@ impl Application {
             limiter.clone(),
             metrics.clone(),
             breaker.clone(),
+            ledger.clone(),
+            settings.pushwoosh.timeout(),
         ));
         let settings = Arc::new(settings);
         Ok(Self {

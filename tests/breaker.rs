@@ -7,28 +7,41 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{TestApp, http_get, ok_answer, push_job};
 use serde_json::json;
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
-/// Answers `fail` until `until`, then a Pushwoosh success; counts the failures it gave.
-struct OutageUntil {
-    until: Instant,
+/// Answers `fail` until the test says the outage is `over`, then a Pushwoosh success;
+/// counts the failures it gave. The test ends the outage on an event it waits for (the
+/// breaker opened), not after a time a slow machine could overrun.
+struct Outage {
+    over: Arc<AtomicBool>,
     fail: ResponseTemplate,
     failures: Arc<AtomicUsize>,
 }
 
-impl Respond for OutageUntil {
+impl Respond for Outage {
     fn respond(&self, _: &Request) -> ResponseTemplate {
-        if Instant::now() < self.until {
+        if self.over.load(Ordering::SeqCst) {
+            ok_answer(json!({"Messages": ["CODE-1"]}))
+        } else {
             self.failures.fetch_add(1, Ordering::SeqCst);
             self.fail.clone()
-        } else {
-            ok_answer(json!({"Messages": ["CODE-1"]}))
         }
     }
+}
+
+/// Waits (for at most a minute, against a hang) until `done` holds.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..1_200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
 }
 
 #[tokio::test]
@@ -43,9 +56,10 @@ async fn an_outage_opens_the_breaker_the_queue_waits_and_drains_when_pushwoosh_r
     })
     .await;
     let failures = Arc::new(AtomicUsize::new(0));
+    let over = Arc::new(AtomicBool::new(false));
     Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(OutageUntil {
-            until: Instant::now() + Duration::from_secs(2),
+        .respond_with(Outage {
+            over: over.clone(),
             fail: ResponseTemplate::new(500).set_body_string("everything is on fire"),
             failures: failures.clone(),
         })
@@ -70,6 +84,17 @@ async fn an_outage_opens_the_breaker_the_queue_waits_and_drains_when_pushwoosh_r
     for n in 0..JOBS {
         app.publish_job(&push_job(&format!("job-{n}"))).await;
     }
+    // Pushwoosh recovers once the breaker has opened and held a job back.
+    until("the breaker open, a job held", async || {
+        let metrics = app.metrics().await;
+        common::metric(
+            &metrics,
+            r#"pushwoosh_worker_breaker_transitions_total{to="open"}"#,
+        ) >= 1.0
+            && common::metric(&metrics, "pushwoosh_worker_breaker_held_jobs_total") >= 1.0
+    })
+    .await;
+    over.store(true, Ordering::SeqCst);
     let mut outcomes: HashMap<String, Vec<String>> = HashMap::new();
     for _ in 0..JOBS {
         let r = app.next_result(Duration::from_secs(20)).await.body;
@@ -132,15 +157,22 @@ async fn an_auth_failure_for_everyone_holds_the_jobs_instead_of_failing_them() {
     })
     .await;
     let failures = Arc::new(AtomicUsize::new(0));
+    let over = Arc::new(AtomicBool::new(false));
     Mock::given(wiremock::matchers::method("POST"))
-        .respond_with(OutageUntil {
-            until: Instant::now() + Duration::from_millis(1_500),
+        .respond_with(Outage {
+            over: over.clone(),
             fail: ResponseTemplate::new(401),
             failures: failures.clone(),
         })
         .mount(&app.mock)
         .await;
     app.publish_job(&push_job("locked-out")).await;
+    // The first call and at least one probe were refused, the job held all the while.
+    until("two refused calls", async || {
+        failures.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    over.store(true, Ordering::SeqCst);
     let r = app.next_result(Duration::from_secs(15)).await.body;
     assert_eq!(r["outcome"], "ok", "{r}");
     assert_eq!(r["attempts"], 1, "held calls do not use the retry budget");

@@ -42,8 +42,11 @@ async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice(
     settings.pushwoosh.api_url = format!("{}/json/1.3", fine.uri());
     let mut child = common::worker_command(&settings).spawn().unwrap();
     let mut seen = HashMap::new();
+    // The new worker first waits out the dead one's claims in the ledger (its calls could
+    // still have been under way: HTTP time-out and a grace), then calls again with the
+    // same transactionIds. The limit only guards against a hang.
     for _ in 0..15 {
-        let r = common::next_from(&mut results, Duration::from_secs(15))
+        let r = common::next_from(&mut results, Duration::from_secs(120))
             .await
             .body;
         assert_eq!(r["outcome"], "ok");

@@ -56,13 +56,13 @@ impl LedgerMetrics {
         let hits = Family::<KindLabels, Counter>::default();
         registry.register(
             "ledger_hits",
-            "Jobs whose id already had Pushwoosh's answer recorded: not sent again, the result repeats the first one's, by kind",
+            "Claims that found Pushwoosh's answer for the job id already recorded, by kind",
             hits.clone(),
         );
         let duplicates_refused = Family::<KindLabels, Counter>::default();
         registry.register(
             "ledger_duplicates_refused",
-            "Jobs not sent because another processing of the same id held its claim (a copy under way elsewhere), by kind",
+            "Jobs not sent because their id already went out (published twice, redelivered, or a copy held elsewhere): their result is a duplicate, by kind",
             duplicates_refused.clone(),
         );
         let unknown_deliveries = Family::<KindLabels, Counter>::default();

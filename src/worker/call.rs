@@ -44,15 +44,8 @@ pub(super) async fn call(
         return Err(NotCalled::Stopping);
     }
     let shared_token = ctx.uses_default_token(job);
-    if let Some(batchable) = ctx.batcher.batchable(job) {
-        let batched = tokio::select! {
-            batched = ctx.batcher.submit(batchable, token, shared_token) => batched.ok_or(NotCalled::Stopping)?,
-            () = ctx.hand_back.cancelled() => return Err(NotCalled::Stopping),
-        };
-        return Ok(Called {
-            answered: batched.answered,
-            batch: Some(batched.batch),
-        });
+    if ctx.batcher.batchable(job).is_some() {
+        return batched(ctx, job, token, shared_token, owner).await;
     }
     let body = request::body(&job.request, token);
     let method = job.kind.method();
@@ -72,9 +65,12 @@ pub(super) async fn call(
     } else {
         tokio::select! {
             answer = call => answer,
-            // Abandoned before the answer: Pushwoosh de-duplicates the transactionId
-            // of its next call, and the claim stays the job's own.
-            () = ctx.hand_back.cancelled() => return Err(NotCalled::Stopping),
+            // Abandoned before the answer: Pushwoosh de-duplicates the transactionId of
+            // the job's next call, so its claim goes, and the next worker calls at once.
+            () = ctx.hand_back.cancelled() => {
+                once::abandoned(ctx, job, owner).await;
+                return Err(NotCalled::Stopping);
+            }
         }
     };
     let feedback = Feedback {
@@ -88,6 +84,52 @@ pub(super) async fn call(
         answered,
         batch: None,
     })
+}
+
+/// The call in the job's application's batch. A job whose id another processing is
+/// sending right now waits for that call's answer, then is decided again.
+async fn batched(
+    ctx: &WorkerContext,
+    job: &Job,
+    token: &SecretString,
+    shared_token: bool,
+    owner: u64,
+) -> Result<Called, NotCalled> {
+    loop {
+        let Some(batchable) = ctx.batcher.batchable(job) else {
+            return Err(NotCalled::Stopping);
+        };
+        let batched = tokio::select! {
+            batched = ctx.batcher.submit(batchable, token, shared_token, owner) => batched.ok_or(NotCalled::Stopping)?,
+            () = ctx.hand_back.cancelled() => {
+                // Its batch may be under way: the next worker calls again with the same
+                // transactionIds rather than wait out this one's claim.
+                once::abandoned(ctx, job, owner).await;
+                return Err(NotCalled::Stopping);
+            }
+        };
+        match batched {
+            Ok(batched) => {
+                return Ok(Called {
+                    answered: batched.answered,
+                    batch: Some(batched.batch),
+                });
+            }
+            Err(Gate::Elsewhere) => {
+                let waited = tokio::select! {
+                    gate = once::gate(ctx, job, owner) => gate,
+                    () = ctx.hand_back.cancelled() => return Err(NotCalled::Stopping),
+                };
+                match waited {
+                    // Its own now: into a batch again (the claim is found as this
+                    // processing's, within the transactionId's memory).
+                    Gate::Go => {}
+                    gate => return Err(NotCalled::Gated(gate)),
+                }
+            }
+            Err(gate) => return Err(NotCalled::Gated(gate)),
+        }
+    }
 }
 
 /// Where a call's answer is fed back to: the metrics, the rate limiter, the breaker.

@@ -37,71 +37,71 @@ pub(super) enum Gate {
     Unknown,
     /// Redis cannot be reached and `ledger.on_unavailable` is `hold`: not called now.
     Hold(String),
+    /// Another processing's call for the id is under way: look again shortly.
+    Elsewhere,
 }
 
 /// One processing of a job, as the ledger knows it.
-pub(super) fn claim_of(job: &Job, owner: u64) -> Claim<'_> {
+pub(super) fn claim_of(job_id: &str, owner: u64) -> Claim<'_> {
     Claim {
-        job_id: &job.id,
+        job_id,
         owner,
         now_ms: Utc::now().timestamp_millis(),
     }
 }
 
-/// Claims the job's id (waiting for a call of another processing that is under way).
+/// Claims the job's id, waiting out a call of another processing that is under way.
 pub(super) async fn gate(ctx: &WorkerContext, job: &Job, owner: u64) -> Gate {
     let Some(ledger) = &ctx.ledger else {
         return Gate::Go;
     };
+    let call_timeout = ctx.settings.pushwoosh.timeout();
     loop {
-        let outcome = match ledger.claim(&[claim_of(job, owner)]).await {
+        let outcome = match ledger.claim(&[claim_of(&job.id, owner)]).await {
             Ok(mut outcomes) => outcomes.pop(),
             Err(e) => return unavailable(ledger, job.kind, &e),
         };
-        match decide(ctx, job.kind, outcome) {
-            Some(gate) => return gate,
-            None => tokio::time::sleep(POLL).await,
+        match decide(ledger, call_timeout, job.kind, outcome) {
+            Gate::Elsewhere => tokio::time::sleep(POLL).await,
+            gate => return gate,
         }
     }
 }
 
-/// The gate a claim's outcome opens, or `None` while another processing's call is
-/// under way (look again shortly).
+/// The gate a claim's outcome opens.
 pub(super) fn decide(
-    ctx: &WorkerContext,
+    ledger: &Ledger,
+    call_timeout: Duration,
     kind: JobKind,
     outcome: Option<ClaimOutcome>,
-) -> Option<Gate> {
-    let metrics = ctx.ledger.as_ref().map(Ledger::metrics);
+) -> Gate {
+    let metrics = ledger.metrics();
     match outcome {
-        None | Some(ClaimOutcome::Claimed) => Some(Gate::Go),
+        None | Some(ClaimOutcome::Claimed) => Gate::Go,
         Some(ClaimOutcome::Answered(recorded)) => {
-            if let Some(m) = metrics {
-                m.hit(kind);
-                m.duplicate_refused(kind);
-            }
-            Some(Gate::Duplicate(recorded))
+            metrics.hit(kind);
+            metrics.duplicate_refused(kind);
+            Gate::Duplicate(recorded)
         }
         Some(ClaimOutcome::Sending { since_ms, by_self }) => {
             let age = Duration::from_millis(
                 u64::try_from(Utc::now().timestamp_millis() - since_ms).unwrap_or(0),
             );
-            if !by_self && age < ctx.settings.pushwoosh.timeout() + CALL_GRACE {
-                return None;
+            if !by_self && age < call_timeout + CALL_GRACE {
+                return Gate::Elsewhere;
             }
             if kind.has_transaction_id() && age < TRANSACTION_MEMORY {
                 // Pushwoosh drops a repeat of the same transactionId.
-                return Some(Gate::Go);
+                return Gate::Go;
             }
-            if let Some(m) = metrics {
-                m.unknown_delivery(kind);
-            }
-            Some(Gate::Unknown)
+            metrics.unknown_delivery(kind);
+            Gate::Unknown
         }
     }
 }
 
-fn unavailable(ledger: &Ledger, kind: JobKind, error: &LedgerError) -> Gate {
+/// The gate when Redis cannot be reached.
+pub(super) fn unavailable(ledger: &Ledger, kind: JobKind, error: &LedgerError) -> Gate {
     match ledger.on_unavailable() {
         OnUnavailable::Hold => Gate::Hold(error.to_string()),
         OnUnavailable::Send => {
@@ -112,29 +112,74 @@ fn unavailable(ledger: &Ledger, kind: JobKind, error: &LedgerError) -> Gate {
     }
 }
 
+/// One job's answer, for the ledger.
+pub(super) struct Answer<'a> {
+    pub job_id: &'a str,
+    pub kind: JobKind,
+    pub owner: u64,
+    pub verdict: &'a Verdict,
+}
+
+/// What the answers of a call (one job's, or a batch's) mean for its jobs, told to the
+/// ledger in one round trip for the records and one for the releases.
+pub(super) async fn answered_batch(ledger: &Ledger, answers: &[Answer<'_>]) {
+    let mut records = Vec::new();
+    let mut releases = Vec::new();
+    for answer in answers {
+        match record_of(answer.kind, answer.verdict) {
+            Remember::Record(recorded) => records.push(Record {
+                job_id: answer.job_id,
+                answer: recorded,
+            }),
+            Remember::Release => releases.push(claim_of(answer.job_id, answer.owner)),
+            Remember::Keep => {}
+        }
+    }
+    let (recorded, released) = tokio::join!(
+        async {
+            if records.is_empty() {
+                Ok(())
+            } else {
+                ledger.record(&records).await
+            }
+        },
+        async {
+            if releases.is_empty() {
+                Ok(())
+            } else {
+                ledger.release(&releases).await
+            }
+        }
+    );
+    if let Err(e) = recorded.and(released) {
+        // A claim left behind makes a later publish of the id "delivery unknown": the
+        // safe side.
+        error!(error = %e, "could not tell the ledger the call's answers");
+    }
+}
+
 /// Tells the ledger what the call's answer means for the job: recorded when the message
 /// may have gone out, released when it cannot have, left claimed when nobody can know.
 pub(super) async fn answered(ctx: &WorkerContext, job: &Job, owner: u64, verdict: &Verdict) {
-    let Some(ledger) = &ctx.ledger else {
-        return;
-    };
-    let claim = claim_of(job, owner);
-    let done = match record_of(job, verdict) {
-        Remember::Record(answer) => {
-            ledger
-                .record(&[Record {
-                    job_id: &job.id,
-                    answer,
-                }])
-                .await
-        }
-        Remember::Release => ledger.release(&[claim]).await,
-        Remember::Keep => Ok(()),
-    };
-    if let Err(e) = done {
-        // A claim left behind makes a later publish of the id "delivery unknown": the
-        // safe side.
-        error!(error = %e, "could not tell the ledger the call's answer");
+    if let Some(ledger) = &ctx.ledger {
+        let answer = Answer {
+            job_id: &job.id,
+            kind: job.kind,
+            owner,
+            verdict,
+        };
+        answered_batch(ledger, &[answer]).await;
+    }
+}
+
+/// A push or targeted call abandoned by a stopping worker: its claim is released, since
+/// the job's next call carries the same transactionId (Pushwoosh drops a repeat).
+pub(super) async fn abandoned(ctx: &WorkerContext, job: &Job, owner: u64) {
+    if let Some(ledger) = &ctx.ledger
+        && job.kind.has_transaction_id()
+        && let Err(e) = ledger.release(&[claim_of(&job.id, owner)]).await
+    {
+        warn!(error = %e, "could not release the claim of an abandoned call");
     }
 }
 
@@ -145,12 +190,12 @@ pub(super) enum Remember {
     Keep,
 }
 
-pub(super) fn record_of(job: &Job, verdict: &Verdict) -> Remember {
+pub(super) fn record_of(kind: JobKind, verdict: &Verdict) -> Remember {
     match verdict {
         Verdict::Success { response, .. } => Remember::Record(Recorded {
             outcome: Outcome::Ok,
             status_code: Some(200),
-            message_codes: message_codes(job.kind, response),
+            message_codes: message_codes(kind, response),
         }),
         // Refused by Pushwoosh, or not taken (429, 500, 503, refused connection): nothing
         // went out, and a later publish of the id is sent.

@@ -129,7 +129,11 @@ async fn gated(
 ) -> Fate {
     event.attempts = received.prior_attempts;
     match gate {
-        Gate::Go => unreachable!("a job let through is called"),
+        Gate::Go | Gate::Elsewhere => {
+            // `call` settles these itself; should one come here, the job goes back.
+            tracing::error!(?gate, "a job was neither called nor decided: handed back");
+            Fate::HandBack(HandBack::Unsettled)
+        }
         Gate::Duplicate(first) => {
             info!("duplicate: the job id already went out; not sent again");
             event.outcome = first.outcome;

@@ -125,6 +125,9 @@ pub(super) async fn session(
         setup.metrics.consuming.set(1);
         info!(queue = %amqp.jobs_queue, prefetch = amqp.prefetch, "consuming jobs");
 
+        // One clock for the whole consuming spell: deliveries do not put the check off.
+        let mut ledger_check = tokio::time::interval(LEDGER_CHECK);
+        ledger_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let pause = loop {
             tokio::select! {
                 () = shutdown.cancelled() => break Pause::Shutdown,
@@ -138,7 +141,7 @@ pub(super) async fn session(
                         break Pause::CannotPublish;
                     }
                 }
-                () = tokio::time::sleep(LEDGER_CHECK), if setup.ledger.is_some() => {
+                _ = ledger_check.tick(), if setup.ledger.is_some() => {
                     if holding_for_ledger(setup) {
                         break Pause::LedgerDown;
                     }

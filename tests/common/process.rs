@@ -91,6 +91,7 @@ pub fn point_at_test_names(cmd: &mut tokio::process::Command, settings: &Setting
         ("AMQP__RESULTS_EXCHANGE", a.results_exchange.clone()),
         ("AMQP__DEAD_LETTER_QUEUE", a.dead_letter_queue.clone()),
         ("AMQP__RETRY_QUEUE_PREFIX", a.retry_queue_prefix.clone()),
+        ("LEDGER__KEY_PREFIX", settings.ledger.key_prefix.clone()),
         ("AMQP__STARTUP_TIMEOUT_MS", a.startup_timeout_ms.to_string()),
         (
             "RETRY__INITIAL_DELAY_MS",

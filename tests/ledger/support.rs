@@ -127,12 +127,13 @@ pub fn push_answer() -> Recorded {
     }
 }
 
-/// A metric's value in the rendered text (0 when absent).
+/// A metric's value in the rendered text; a series that is not there fails the test
+/// (the ledger's series are all created at start).
 pub fn metric(metrics: &Metrics, series: &str) -> f64 {
     let text = metrics.render();
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 /// Round trips made for `operation` so far.

@@ -29,24 +29,31 @@ fn placed(
     })
 }
 
-/// Hands every job the call's answer as it is: the call failed, or its one job was rejected.
-pub(super) fn answer_alike(entries: Vec<Entry>, notifications: usize, answered: &Answered) {
-    for (entry, batch) in placed(entries, notifications, false) {
-        let _ = entry.reply.send(Batched {
-            answered: answered.clone(),
-            batch,
-        });
-    }
+/// Every job gets the call's answer as it is: the call failed, or its one job was rejected.
+pub(super) fn answer_alike(
+    entries: Vec<Entry>,
+    notifications: usize,
+    answered: &Answered,
+) -> Vec<(Entry, Batched)> {
+    placed(entries, notifications, false)
+        .map(|(entry, batch)| {
+            let batched = Batched {
+                answered: answered.clone(),
+                batch,
+            };
+            (entry, batched)
+        })
+        .collect()
 }
 
-/// Hands each job its own codes, by position, when the answer has one per notification.
+/// Each job gets its own codes, by position, when the answer has one per notification.
 pub(super) fn answer_success(
     entries: Vec<Entry>,
     notifications: usize,
     status_message: &str,
     response: &Value,
     answered: &Answered,
-) {
+) -> Vec<(Entry, Batched)> {
     let jobs = entries.len();
     let all_codes = response.get("Messages").and_then(Value::as_array);
     let answered_codes = all_codes.map_or(0, Vec::len);
@@ -61,6 +68,7 @@ pub(super) fn answer_success(
             "Pushwoosh's answer to a batched call does not carry one message code per notification: codes not attributed"
         );
     }
+    let mut out = Vec::with_capacity(jobs);
     for (entry, batch) in placed(entries, notifications, codes.is_some()) {
         let verdict = match codes {
             Some(codes) => Verdict::Success {
@@ -77,15 +85,17 @@ pub(super) fn answer_success(
                 response: response.clone(),
             },
         };
-        let _ = entry.reply.send(Batched {
+        let batched = Batched {
             answered: Answered {
                 verdict,
                 breaker: answered.breaker,
                 retry_reason: None,
             },
             batch,
-        });
+        };
+        out.push((entry, batched));
     }
+    out
 }
 
 /// The call's `response` as this job would have had it alone: its own `Messages`, and the

@@ -9,7 +9,10 @@ use tracing::{debug, info};
 
 use super::attribute::{answer_alike, answer_success};
 use super::{Entry, METHOD, Shared};
+use crate::job::JobKind;
+use crate::ledger::Claim;
 use crate::pushwoosh::{Verdict, request};
+use crate::worker::once::{self, Gate};
 use crate::worker::process::Accounts;
 
 /// One call of a lane; its splits are clones.
@@ -33,6 +36,10 @@ impl Call {
         if !has_slot {
             self.shared.slot().await;
         }
+        entries = self.claimed(entries).await;
+        if entries.is_empty() {
+            return;
+        }
         let notifications: usize = entries.iter().map(|e| e.count).sum();
         let body = request::batch_body(
             &self.token,
@@ -55,7 +62,7 @@ impl Call {
             verdict = answered.verdict.label(),
             "batched call answered"
         );
-        match answered.verdict {
+        let replies = match answered.verdict {
             Verdict::Success {
                 ref status_message,
                 ref response,
@@ -72,9 +79,66 @@ impl Call {
                     Box::pin(self.clone().send(entries, false)),
                     Box::pin(self.send(right, false)),
                 );
+                return;
             }
             _ => answer_alike(entries, notifications, &answered),
+        };
+        // The ledger hears the answers before the jobs do, so before their results.
+        if let Some(ledger) = &self.shared.ledger {
+            let answers: Vec<once::Answer> = replies
+                .iter()
+                .map(|(entry, batched)| once::Answer {
+                    job_id: &entry.job_id,
+                    kind: JobKind::Push,
+                    owner: entry.owner,
+                    verdict: &batched.answered.verdict,
+                })
+                .collect();
+            once::answered_batch(ledger, &answers).await;
         }
+        for (entry, batched) in replies {
+            let _ = entry.reply.send(Ok(batched));
+        }
+    }
+
+    /// Claims the entries' ids in the ledger, in one round trip: the entries that may be
+    /// sent come back; every other one hears the ledger's word instead of a call.
+    async fn claimed(&self, entries: Vec<Entry>) -> Vec<Entry> {
+        let Some(ledger) = &self.shared.ledger else {
+            return entries;
+        };
+        let claims: Vec<Claim> = entries
+            .iter()
+            .map(|e| once::claim_of(&e.job_id, e.owner))
+            .collect();
+        let gates: Vec<Gate> = match ledger.claim(&claims).await {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(|outcome| {
+                    once::decide(
+                        ledger,
+                        self.shared.call_timeout,
+                        JobKind::Push,
+                        Some(outcome),
+                    )
+                })
+                .collect(),
+            Err(e) => entries
+                .iter()
+                .map(|_| once::unavailable(ledger, JobKind::Push, &e))
+                .collect(),
+        };
+        entries
+            .into_iter()
+            .zip(gates)
+            .filter_map(|(entry, gate)| match gate {
+                Gate::Go => Some(entry),
+                gate => {
+                    let _ = entry.reply.send(Err(gate));
+                    None
+                }
+            })
+            .collect()
     }
 }
 

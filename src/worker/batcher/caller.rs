@@ -133,7 +133,15 @@ pub(super) mod fake {
             metrics.clone(),
             Arc::new(Readiness::default()),
         ));
-        Arc::new(Batcher::new(&settings, fake, limiter, metrics, breaker))
+        Arc::new(Batcher::new(
+            &settings,
+            fake,
+            limiter,
+            metrics,
+            breaker,
+            None,
+            std::time::Duration::from_secs(10),
+        ))
     }
 
     /// A push job with one notification per content; `bad` marks them invalid.
@@ -152,9 +160,10 @@ pub(super) mod fake {
         tokio::spawn(async move {
             let batchable = batcher.batchable(&job).expect("batchable");
             batcher
-                .submit(batchable, &SecretString::from("tok"), true)
+                .submit(batchable, &SecretString::from("tok"), true, 1)
                 .await
                 .expect("an answer")
+                .expect("no ledger, no word of its own")
         })
     }
 

@@ -31,6 +31,7 @@ mod lane;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use secrecy::SecretString;
@@ -38,8 +39,10 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::breaker::CircuitBreaker;
+use super::once::Gate;
 use super::process::Answered;
 use crate::job::{Job, JobKind};
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::pushwoosh::{RateLimiter, request};
 use crate::result_event::BatchInfo;
@@ -60,17 +63,22 @@ pub struct Batched {
 
 /// A push job ready for a batch: its notifications, serialized once.
 pub struct Batchable {
+    job_id: String,
     application: String,
     /// The notification objects, comma-separated, without the enclosing brackets.
     notifications: Bytes,
     count: usize,
 }
 
-/// A job in a lane: its part of the body, and where its verdict goes.
+/// A job in a lane: its part of the body, and where its verdict goes (or the ledger's
+/// word instead of a call).
 struct Entry {
+    job_id: String,
+    /// The job's processing, for the ledger.
+    owner: u64,
     notifications: Bytes,
     count: usize,
-    reply: oneshot::Sender<Batched>,
+    reply: oneshot::Sender<Result<Batched, Gate>>,
 }
 
 /// What every lane shares.
@@ -80,6 +88,10 @@ struct Shared {
     limiter: Arc<RateLimiter>,
     metrics: Arc<Metrics>,
     breaker: Arc<CircuitBreaker>,
+    /// Which job ids went out, when `ledger.enabled`.
+    ledger: Option<Ledger>,
+    /// One HTTP call's time-out (how long another replica's claim may be a call under way).
+    call_timeout: Duration,
 }
 
 impl Shared {
@@ -103,6 +115,8 @@ impl Batcher {
         limiter: Arc<RateLimiter>,
         metrics: Arc<Metrics>,
         breaker: Arc<CircuitBreaker>,
+        ledger: Option<Ledger>,
+        call_timeout: Duration,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -111,6 +125,8 @@ impl Batcher {
                 limiter,
                 metrics,
                 breaker,
+                ledger,
+                call_timeout,
             }),
             lanes: Arc::default(),
         }
@@ -123,21 +139,27 @@ impl Batcher {
         if !self.shared.settings.enabled || job.kind != JobKind::Push {
             return None;
         }
-        batchable(&job.request, self.shared.settings.max_size)
+        batchable(&job.request, self.shared.settings.max_size).map(|mut b| {
+            b.job_id.clone_from(&job.id);
+            b
+        })
     }
 
-    /// Hands the job to its application's lane; resolves with its verdict, or `None` if the
-    /// worker is going away.
+    /// Hands the job to its application's lane; resolves with its verdict (or the
+    /// ledger's word instead of a call), or `None` if the worker is going away.
     /// `shared_token`: the token is the default one (for the breaker: a refused shared
-    /// token stops every job).
-    pub async fn submit(
+    /// token stops every job). `owner`: the job's processing, for the ledger.
+    pub(super) async fn submit(
         &self,
         job: Batchable,
         token: &SecretString,
         shared_token: bool,
-    ) -> Option<Batched> {
+        owner: u64,
+    ) -> Option<Result<Batched, Gate>> {
         let (reply, answer) = oneshot::channel();
         let entry = Entry {
+            job_id: job.job_id,
+            owner,
             notifications: job.notifications,
             count: job.count,
             reply,
@@ -183,6 +205,7 @@ fn batchable(request: &Map<String, Value>, max_size: usize) -> Option<Batchable>
         return None;
     }
     Some(Batchable {
+        job_id: String::new(),
         application: application.to_owned(),
         notifications: request::batch_notifications(notifications)?,
         count,
