@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
@@ -75,8 +76,10 @@ impl JobKind {
 pub struct Job {
     pub id: String,
     pub kind: JobKind,
-    /// The request body as the producer sent it, minus `id` and `kind`.
+    /// The request body as the producer sent it, minus `id`, `kind` and `expires_at`.
     pub request: Map<String, Value>,
+    /// Not sent after this instant (`expires_at`, RFC 3339 with an offset).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Job {
@@ -137,6 +140,7 @@ pub fn decode(body: &[u8], message_id: Option<&str>) -> Result<Job, DecodeError>
     let TopLevel {
         id: id_value,
         kind: kind_value,
+        expires_at: expires_value,
         request,
     } = if body.trim_ascii_start().starts_with(b"{") {
         serde_json::from_slice(body).map_err(unparseable)?
@@ -211,14 +215,42 @@ pub fn decode(body: &[u8], message_id: Option<&str>) -> Result<Job, DecodeError>
                 .to_owned(),
         ));
     }
-    Ok(Job { id, kind, request })
+    let expires_at = match expires_value {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(parse_expires_at(&value).map_err(|m| invalid(Some(id.clone()), m))?),
+    };
+    Ok(Job {
+        id,
+        kind,
+        request,
+        expires_at,
+    })
 }
 
-/// A job body's object, with `id` and `kind` taken out as it is read: the request keeps
+/// `expires_at`: an RFC 3339 timestamp with an offset, e.g. `2026-12-03T10:15:00Z`.
+pub fn parse_expires_at(value: &Value) -> Result<DateTime<Utc>, String> {
+    let Value::String(text) = value else {
+        return Err(format!(
+            "\"expires_at\" must be an RFC 3339 timestamp string such as \"2026-12-03T10:15:00Z\", not {}",
+            json_type_name(value)
+        ));
+    };
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            let shown = crate::result_event::excerpt(text, 40).unwrap_or_else(|| text.clone());
+            format!(
+                "\"expires_at\" is not an RFC 3339 timestamp with an offset (such as \"2026-12-03T10:15:00Z\"): \"{shown}\" ({e})"
+            )
+        })
+}
+
+/// A job body's object, with `id`, `kind` and `expires_at` taken out as it is read: the request keeps
 /// every other field in the producer's order, and is never re-keyed afterwards.
 struct TopLevel {
     id: Option<Value>,
     kind: Option<Value>,
+    expires_at: Option<Value>,
     request: Map<String, Value>,
 }
 
@@ -236,6 +268,7 @@ impl<'de> Deserialize<'de> for TopLevel {
                 let mut top = TopLevel {
                     id: None,
                     kind: None,
+                    expires_at: None,
                     request: Map::new(),
                 };
                 while let Some(key) = map.next_key::<String>()? {
@@ -243,6 +276,7 @@ impl<'de> Deserialize<'de> for TopLevel {
                     match key.as_str() {
                         "id" => top.id = Some(map.next_value()?),
                         "kind" => top.kind = Some(map.next_value()?),
+                        "expires_at" => top.expires_at = Some(map.next_value()?),
                         _ => {
                             top.request.insert(key, map.next_value()?);
                         }
@@ -361,6 +395,36 @@ mod tests {
         }
         let long = format!(r#"{{"id":"{}","kind":"push"}}"#, "x".repeat(129));
         assert!(invalid_message(decode(long.as_bytes(), None).unwrap_err()).contains("129"));
+    }
+
+    #[test]
+    fn expires_at_is_read_beside_id_and_kind_and_a_bad_one_is_a_clear_rejection() {
+        let job = decode(
+            br#"{"id":"a","kind":"cancel","expires_at":"2026-12-03T11:15:00+01:00","message":"X"}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            job.expires_at.map(|t| t.to_rfc3339()),
+            Some("2026-12-03T10:15:00+00:00".to_owned())
+        );
+        assert_eq!(
+            serde_json::to_string(&job.request).unwrap(),
+            r#"{"message":"X"}"#
+        );
+        let none = decode(br#"{"id":"a","kind":"cancel","expires_at":null}"#, None).unwrap();
+        assert_eq!(none.expires_at, None);
+        for (value, says) in [
+            ("\"2026-12-03 10:15\"", "not an RFC 3339 timestamp"),
+            ("\"2026-12-03T10:15:00\"", "with an offset"),
+            ("1764756900", "not a number"),
+        ] {
+            let body = format!(r#"{{"id":"a","kind":"cancel","expires_at":{value}}}"#);
+            let err = decode(body.as_bytes(), None).unwrap_err();
+            assert!(matches!(&err, DecodeError::Invalid { job_id: Some(id), .. } if id == "a"));
+            let msg = invalid_message(err);
+            assert!(msg.contains(says), "{value}: {msg}");
+        }
     }
 
     #[test]

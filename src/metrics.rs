@@ -17,7 +17,9 @@ use crate::job::JobKind;
 use crate::pushwoosh::{HttpAnswer, TransportError};
 use crate::worker::acks::HandBack;
 
+mod lanes;
 mod ledger;
+pub use lanes::{LaneLabels, LaneMetrics};
 pub use ledger::{KindLabels, LEDGER_OPERATIONS, LedgerMetrics, OperationLabels, RedisErrorLabels};
 
 const OUTCOMES: [&str; 3] = ["ok", "rejected", "failed"];
@@ -133,6 +135,7 @@ pub struct Metrics {
     pub channel_reopens: Family<ChannelLabels, Counter>,
     pub results_refused: Counter,
     pub ledger: LedgerMetrics,
+    pub lanes: LaneMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -290,6 +293,7 @@ impl Metrics {
             results_refused.clone(),
         );
         let ledger = LedgerMetrics::register(&mut registry);
+        let lanes = LaneMetrics::register(&mut registry);
         for reason in HandBack::ALL {
             let _ = hand_backs.get_or_create(&ReasonLabels {
                 reason: reason.as_str(),
@@ -348,6 +352,7 @@ impl Metrics {
             channel_reopens,
             results_refused,
             ledger,
+            lanes,
         }
     }
 

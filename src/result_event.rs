@@ -91,6 +91,9 @@ pub struct ResultEvent {
     /// the outcome, status and codes are the first processing's.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// The job's `expires_at` passed before it could be sent: not sent.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 /// The most characters of a result's `status_message`.
@@ -283,6 +286,7 @@ mod tests {
             trace: None,
             truncated: vec![],
             duplicate: false,
+            expired: false,
         };
         let value: Value = serde_json::from_slice(&event.to_json()).unwrap();
         assert_eq!(
@@ -332,6 +336,7 @@ mod tests {
             trace: None,
             truncated: vec![],
             duplicate: false,
+            expired: false,
         }
     }
 

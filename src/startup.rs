@@ -18,6 +18,7 @@ use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 use crate::worker::batcher::Batcher;
 use crate::worker::consumer::{ConsumerSetup, connection_name};
+use crate::worker::lane::Lane;
 use crate::worker::{CircuitBreaker, Readiness, run_consumer};
 
 pub struct Application {
@@ -44,7 +45,8 @@ impl Application {
             );
         }
         let retry = RetryPolicy::new(&settings.retry);
-        let topology = Topology::new(&settings.amqp, &retry);
+        let topology = Topology::new(&settings);
+        let lanes = Lane::all(&settings, &topology);
         let listener = TcpListener::bind(&settings.http.listen)
             .await
             .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
@@ -54,9 +56,7 @@ impl Application {
             Duration::from_millis(settings.amqp.startup_timeout_ms),
         )
         .await?;
-        let channel = connection.create_channel().await?;
-        topology.declare(&channel).await?;
-        let _ = channel.close(200, "declared".into()).await;
+        topology.declare(&connection).await?;
         let metrics = Arc::new(Metrics::new());
         let ledger = if settings.ledger.enabled {
             let ledger = crate::ledger::Ledger::connect(&settings.ledger, &metrics)
@@ -104,6 +104,7 @@ impl Application {
                 limiter,
                 batcher,
                 ledger,
+                lanes,
             },
         })
     }

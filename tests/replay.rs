@@ -15,7 +15,6 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use pushwoosh_worker::broker::Topology;
 use pushwoosh_worker::broker::publisher::{header_int, headers};
-use pushwoosh_worker::retry::RetryPolicy;
 use pushwoosh_worker::settings::Settings;
 use serde_json::json;
 use wiremock::matchers::{body_partial_json, method};
@@ -153,10 +152,7 @@ impl Queues {
             .unwrap();
         let channel = conn.create_channel().await.unwrap();
         channel.confirm_select(Default::default()).await.unwrap();
-        Topology::new(&settings.amqp, &RetryPolicy::new(&settings.retry))
-            .declare(&channel)
-            .await
-            .unwrap();
+        Topology::new(&settings).declare(&conn).await.unwrap();
         Self {
             settings,
             _conn: conn,

@@ -11,7 +11,6 @@ use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use pushwoosh_worker::broker::Topology;
-use pushwoosh_worker::retry::RetryPolicy;
 use pushwoosh_worker::settings::Settings;
 use serde_json::json;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -37,14 +36,8 @@ async fn topology(settings: &Settings, args: &[&str]) -> (bool, String) {
 
 /// The names of every exchange and queue the settings imply.
 fn names(settings: &Settings) -> (Vec<String>, Vec<String>) {
-    let a = &settings.amqp;
-    let topology = Topology::new(a, &RetryPolicy::new(&settings.retry));
-    let mut queues = vec![a.dead_letter_queue.clone(), a.jobs_queue.clone()];
-    queues.extend(topology.retry_queues());
-    (
-        vec![a.jobs_exchange.clone(), a.results_exchange.clone()],
-        queues,
-    )
+    let topology = Topology::new(settings);
+    (topology.exchanges(), topology.queues())
 }
 
 /// Whether a queue exists, by a passive declare (on a throw-away channel).
@@ -99,14 +92,27 @@ async fn topology_creates_everything_and_check_then_passes() {
     for name in &queues {
         assert!(out.contains(&format!("queue {name}: created\n")), "{out}");
     }
-    let a = &settings.amqp;
-    assert!(
-        out.contains(&format!(
-            "binding {} -> {} (#): bound\n",
-            a.jobs_exchange, a.jobs_queue
-        )),
-        "{out}"
-    );
+    let t = Topology::new(&settings);
+    for line in [
+        format!(
+            "binding {} -> {} (): bound\n",
+            t.bulk_exchange, t.jobs_queue
+        ),
+        format!(
+            "binding {} -> exchange {} (#): bound\n",
+            t.jobs_exchange, t.lanes_exchange
+        ),
+        format!(
+            "no binding {} -> {} (#): removed if it was there\n",
+            t.jobs_exchange, t.jobs_queue
+        ),
+        format!(
+            "binding {} -> {}.urgent (urgent.#): bound\n",
+            t.lanes_exchange, t.jobs_queue
+        ),
+    ] {
+        assert!(out.contains(&line), "{line}: {out}");
+    }
     let conn = connect(&settings).await;
     for name in &queues {
         assert!(queue_exists(&conn, name).await, "{name} was declared");
@@ -144,17 +150,34 @@ async fn check_on_nothing_declared_fails_names_what_is_missing_and_creates_nothi
     for name in &queues {
         assert!(out.contains(&format!("queue {name}: missing\n")), "{out}");
     }
-    let a = &settings.amqp;
+    let t = Topology::new(&settings);
+    for line in [
+        format!(
+            "binding {} -> {} (): missing\n",
+            t.bulk_exchange, t.jobs_queue
+        ),
+        format!(
+            "binding {} -> exchange {} (#): missing\n",
+            t.jobs_exchange, t.lanes_exchange
+        ),
+        format!(
+            "binding {} -> {}.urgent (urgent.#): missing\n",
+            t.lanes_exchange, t.jobs_queue
+        ),
+        // The binding an earlier version made is rightly not there.
+        format!(
+            "no binding {} -> {} (#): ok\n",
+            t.jobs_exchange, t.jobs_queue
+        ),
+    ] {
+        assert!(
+            out.contains(&line),
+            "a binding of missing objects is missing too: {line}: {out}"
+        );
+    }
+    let total = exchanges.len() + queues.len() + 3;
     assert!(
-        out.contains(&format!(
-            "binding {} -> {} (#): missing\n",
-            a.jobs_exchange, a.jobs_queue
-        )),
-        "a binding of missing objects is missing too: {out}"
-    );
-    let total = exchanges.len() + queues.len() + 1;
-    assert!(
-        out.contains(&format!("0 ok, {total} missing, 0 differ")),
+        out.contains(&format!("1 ok, {total} missing, 0 differ")),
         "{out}"
     );
 
@@ -218,12 +241,24 @@ async fn check_with_the_management_api_reports_arguments_that_differ_and_missing
     let jobs_queue = settings.amqp.jobs_queue.clone();
     let dead_queue = settings.amqp.dead_letter_queue.clone();
     let retry_prefix = settings.amqp.retry_queue_prefix.clone();
+    let t = Topology::new(&settings);
+    let (bulk_exchange, lanes_exchange) = (t.bulk_exchange.clone(), t.lanes_exchange.clone());
+    let urgent_queue = format!("{jobs_queue}.urgent");
+    let urgent = urgent_queue.clone();
     Mock::given(wiremock::matchers::method("GET"))
         .respond_with(move |request: &Request| {
             let path = request.url.path();
             let name = path.rsplit('/').next().unwrap_or_default();
             if path == "/api/overview" {
                 ResponseTemplate::new(200).set_body_json(json!({"rabbitmq_version": "fake"}))
+            } else if path == format!("/api/exchanges/%2F/{bulk_exchange}") {
+                ResponseTemplate::new(200).set_body_json(
+                    json!({"type": "fanout", "durable": true, "auto_delete": false, "arguments": {}}),
+                )
+            } else if path == format!("/api/exchanges/%2F/{lanes_exchange}") {
+                ResponseTemplate::new(200).set_body_json(json!({
+                    "type": "topic", "durable": true, "auto_delete": false,
+                    "arguments": {"alternate-exchange": bulk_exchange}}))
             } else if path.starts_with("/api/exchanges/%2F/") {
                 ResponseTemplate::new(200).set_body_json(
                     json!({"type": "topic", "durable": true, "auto_delete": false, "arguments": {}}),
@@ -236,16 +271,24 @@ async fn check_with_the_management_api_reports_arguments_that_differ_and_missing
                 ResponseTemplate::new(200).set_body_json(json!({
                     "durable": true, "auto_delete": false, "exclusive": false,
                     "arguments": {"x-queue-type": "quorum"}}))
+            } else if path == format!("/api/queues/%2F/{urgent}") {
+                ResponseTemplate::new(200).set_body_json(json!({
+                    "durable": true, "auto_delete": false, "exclusive": false,
+                    "arguments": {"x-queue-type": "quorum", "x-dead-letter-exchange": "",
+                                  "x-dead-letter-routing-key": dead_queue,
+                                  "x-delivery-limit": 10}}))
             } else if name.starts_with(&format!("{retry_prefix}.")) {
-                let ttl: u64 = name[retry_prefix.len() + 1..]
-                    .trim_end_matches("ms")
-                    .parse()
-                    .unwrap();
+                let tier = &name[retry_prefix.len() + 1..];
+                let (back_to, tier) = match tier.strip_prefix("urgent.") {
+                    Some(tier) => (urgent.clone(), tier),
+                    None => (jobs_queue.clone(), tier),
+                };
+                let ttl: u64 = tier.trim_end_matches("ms").parse().unwrap();
                 ResponseTemplate::new(200).set_body_json(json!({
                     "durable": true, "auto_delete": false, "exclusive": false,
                     "arguments": {"x-queue-type": "classic", "x-message-ttl": ttl,
                                   "x-dead-letter-exchange": "",
-                                  "x-dead-letter-routing-key": jobs_queue}}))
+                                  "x-dead-letter-routing-key": back_to}}))
             } else if path.starts_with("/api/bindings/%2F/e/") {
                 ResponseTemplate::new(200).set_body_json(json!([]))
             } else {
@@ -275,14 +318,30 @@ async fn check_with_the_management_api_reports_arguments_that_differ_and_missing
         out.contains(&format!("exchange {}: ok\n", a.jobs_exchange)),
         "{out}"
     );
-    assert!(
-        out.contains(&format!(
-            "binding {} -> {} (#): missing\n",
-            a.jobs_exchange, a.jobs_queue
-        )),
-        "{out}"
-    );
-    assert!(out.contains(" 1 missing, 1 differ, 0 not checked"), "{out}");
+    for line in [
+        format!("exchange {}: ok\n", t.bulk_exchange),
+        format!("exchange {}: ok\n", t.lanes_exchange),
+        format!("queue {urgent_queue}: ok\n"),
+        format!(
+            "binding {} -> {} (): missing\n",
+            t.bulk_exchange, t.jobs_queue
+        ),
+        format!(
+            "binding {} -> exchange {} (#): missing\n",
+            t.jobs_exchange, t.lanes_exchange
+        ),
+        format!(
+            "binding {} -> {urgent_queue} (urgent.#): missing\n",
+            t.lanes_exchange
+        ),
+        format!(
+            "no binding {} -> {} (#): ok\n",
+            t.jobs_exchange, t.jobs_queue
+        ),
+    ] {
+        assert!(out.contains(&line), "{line}: {out}");
+    }
+    assert!(out.contains(" 3 missing, 1 differ, 0 not checked"), "{out}");
     let asked_with = api.received_requests().await.unwrap();
     let auth = asked_with[0].headers.get("authorization");
     assert!(

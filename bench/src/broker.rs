@@ -14,7 +14,7 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
 };
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
-use pushwoosh_worker::bench_support::{QueueType, RetryPolicy, Settings, Topology};
+use pushwoosh_worker::bench_support::{QueueType, Settings, Topology};
 use serde::Deserialize;
 
 /// Confirms a producer may wait for at once.
@@ -42,7 +42,7 @@ impl Names {
     }
 
     pub fn topology(&self) -> Topology {
-        Topology::new(&self.settings.amqp, &RetryPolicy::new(&self.settings.retry))
+        Topology::new(&self.settings)
     }
 
     /// The worker's environment that points it at these names (as tests/common does).
@@ -68,8 +68,7 @@ impl Names {
     /// Declares the topology exactly as the worker does (so a queue can be filled first).
     pub async fn declare(&self) -> anyhow::Result<()> {
         let conn = connect(&self.settings.amqp.url).await?;
-        let channel = conn.create_channel().await?;
-        self.topology().declare(&channel).await?;
+        self.topology().declare(&conn).await?;
         let _ = conn.close(200, "declared".into()).await;
         Ok(())
     }
@@ -78,17 +77,12 @@ impl Names {
         let conn = connect(&self.settings.amqp.url).await?;
         let channel = conn.create_channel().await?;
         let topology = self.topology();
-        let mut queues = vec![
-            topology.jobs_queue.clone(),
-            topology.dead_letter_queue.clone(),
-        ];
-        queues.extend(topology.retry_queues());
-        for queue in queues {
+        for queue in topology.queues() {
             let _ = channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await;
         }
-        for exchange in [&topology.jobs_exchange, &topology.results_exchange] {
+        for exchange in &topology.exchanges() {
             let _ = channel
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
                 .await;

@@ -238,9 +238,7 @@ impl Shared {
     }
 
     async fn open_declared(&self) -> anyhow::Result<Channel> {
-        let admin = self.connection.create_channel().await?;
-        self.topology.declare(&admin).await?;
-        let _ = admin.close(200, "declared".into()).await;
+        self.topology.declare(&self.connection).await?;
         confirm_channel(&self.connection).await
     }
 

@@ -23,10 +23,12 @@ pub enum DeadReason {
     /// The broker refused a message the worker published for the job (too large for it,
     /// or nacked): its result even when shortened, or the job held for a retry.
     BrokerRefused,
+    /// The job's `expires_at` passed before it could be sent.
+    Expired,
 }
 
 impl DeadReason {
-    pub const ALL: [DeadReason; 8] = [
+    pub const ALL: [DeadReason; 9] = [
         Self::Unparseable,
         Self::TooLarge,
         Self::RetriesExhausted,
@@ -35,6 +37,7 @@ impl DeadReason {
         Self::NoToken,
         Self::Poison,
         Self::BrokerRefused,
+        Self::Expired,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl DeadReason {
             Self::NoToken => "no_token",
             Self::Poison => "poison",
             Self::BrokerRefused => "broker_refused",
+            Self::Expired => "expired",
         }
     }
 
@@ -55,9 +59,10 @@ impl DeadReason {
     }
 
     /// Whether putting the job back as it is can ever give another answer: an
-    /// unparseable or oversized body is refused again, whatever the worker's state.
+    /// unparseable or oversized body is refused again, whatever the worker's state, and
+    /// a job whose `expires_at` passed expires again.
     pub fn replayable(self) -> bool {
-        !matches!(self, Self::Unparseable | Self::TooLarge)
+        !matches!(self, Self::Unparseable | Self::TooLarge | Self::Expired)
     }
 }
 

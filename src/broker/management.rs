@@ -90,8 +90,23 @@ impl Management {
 
     /// The routing keys binding `exchange` to `queue`.
     pub async fn binding_keys(&self, exchange: &str, queue: &str) -> anyhow::Result<Vec<String>> {
+        self.keys(&["bindings", &self.vhost, "e", exchange, "q", queue])
+            .await
+    }
+
+    /// The routing keys `source` is bound to exchange `destination` with.
+    pub async fn exchange_binding_keys(
+        &self,
+        source: &str,
+        destination: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        self.keys(&["bindings", &self.vhost, "e", source, "e", destination])
+            .await
+    }
+
+    async fn keys(&self, segments: &[&str]) -> anyhow::Result<Vec<String>> {
         let list = self
-            .get(&["bindings", &self.vhost, "e", exchange, "q", queue])
+            .get(segments)
             .await?
             .unwrap_or(Value::Array(Vec::new()));
         Ok(list
@@ -140,11 +155,12 @@ impl Management {
     }
 }
 
-/// How an existing exchange differs from a durable topic exchange without arguments.
-pub fn exchange_differences(actual: &Value) -> Vec<String> {
+/// How an existing exchange differs from a durable exchange of type `kind` with exactly
+/// `expected` arguments.
+pub fn exchange_differences(kind: &str, expected: &FieldTable, actual: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    if actual["type"] != "topic" {
-        out.push(format!("type is {}, expected topic", actual["type"]));
+    if actual["type"] != kind {
+        out.push(format!("type is {}, expected {kind}", actual["type"]));
     }
     if actual["durable"] != true {
         out.push("not durable".to_owned());
@@ -152,10 +168,7 @@ pub fn exchange_differences(actual: &Value) -> Vec<String> {
     if actual["auto_delete"] == true {
         out.push("auto-delete".to_owned());
     }
-    out.extend(argument_differences(
-        &FieldTable::default(),
-        &actual["arguments"],
-    ));
+    out.extend(argument_differences(expected, &actual["arguments"]));
     out
 }
 
@@ -250,18 +263,25 @@ mod tests {
     }
 
     #[test]
-    fn exchanges_must_be_durable_topics_without_arguments() {
+    fn exchanges_must_have_their_type_and_arguments() {
+        let none = FieldTable::default();
         let ok = json!({"type": "topic", "durable": true, "auto_delete": false, "arguments": {}});
-        assert!(exchange_differences(&ok).is_empty());
+        assert!(exchange_differences("topic", &none, &ok).is_empty());
         let fanout = json!({"type": "fanout", "durable": true, "auto_delete": false,
                             "arguments": {"alternate-exchange": "x"}});
         assert_eq!(
-            exchange_differences(&fanout),
+            exchange_differences("topic", &none, &fanout),
             [
                 r#"type is "fanout", expected topic"#,
                 r#"alternate-exchange is "x", expected not set"#
             ]
         );
+        let mut lanes = FieldTable::default();
+        lanes.insert(
+            "alternate-exchange".into(),
+            crate::broker::topology::long_string("x"),
+        );
+        assert!(exchange_differences("fanout", &lanes, &fanout).is_empty());
     }
 
     #[test]

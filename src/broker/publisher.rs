@@ -63,6 +63,8 @@ pub struct ParkedRetry<'a> {
     pub last_error: &'a str,
     pub tier: Duration,
     pub delay: Duration,
+    /// The lane the job came from (`None`: the jobs queue), which its retry goes back to.
+    pub lane: Option<&'a str>,
 }
 
 #[derive(Clone)]
@@ -198,6 +200,7 @@ impl Publisher {
             last_error,
             tier,
             delay,
+            lane,
         } = *retry;
         let mut table = original.headers().clone().unwrap_or_default();
         put_int(&mut table, headers::ATTEMPTS, i64::from(attempts));
@@ -210,7 +213,7 @@ impl Publisher {
             .with_headers(table)
             .with_delivery_mode(PERSISTENT)
             .with_expiration(ShortString::from(delay.as_millis().to_string()));
-        let queue = self.topology.retry_queue(tier);
+        let queue = self.topology.retry_queue(lane, tier);
         self.channel.publish("", &queue, body, properties).await
     }
 }

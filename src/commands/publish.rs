@@ -13,7 +13,6 @@ use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 
 use crate::broker::{self, Topology};
-use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -40,10 +39,8 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitC
         Duration::from_millis(settings.amqp.startup_timeout_ms),
     )
     .await?;
+    Topology::new(settings).declare(&conn).await?;
     let channel = conn.create_channel().await?;
-    Topology::new(&settings.amqp, &RetryPolicy::new(&settings.retry))
-        .declare(&channel)
-        .await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;

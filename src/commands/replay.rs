@@ -45,7 +45,6 @@ use crate::broker::DeadReason;
 use crate::broker::publisher::{header_int, header_str, headers};
 use crate::broker::{self, Topology};
 use crate::job::JobKind;
-use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 
 /// The dead-letter reasons the worker writes, plus `unknown` for a dead letter without
@@ -118,10 +117,8 @@ pub async fn run(settings: &Settings, args: ReplayArgs) -> anyhow::Result<ExitCo
         Duration::from_millis(settings.amqp.startup_timeout_ms),
     )
     .await?;
+    Topology::new(settings).declare(&conn).await?;
     let setup = conn.create_channel().await?;
-    Topology::new(&settings.amqp, &RetryPolicy::new(&settings.retry))
-        .declare(&setup)
-        .await?;
     let dead_queue = settings.amqp.dead_letter_queue.as_str();
     let held = setup
         .queue_declare(

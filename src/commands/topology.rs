@@ -11,14 +11,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
-use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::FieldTable;
-use lapin::{Connection, ErrorKind, ExchangeKind};
+use lapin::{Connection, ExchangeKind};
 
 use crate::broker::management::{self, Management};
-use crate::broker::topology::Declaration;
+use crate::broker::topology::{Declaration, is_not_found};
 use crate::broker::{self, Topology};
-use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -61,7 +59,7 @@ pub enum Finding {
 }
 
 pub async fn run(settings: &Settings, args: TopologyArgs) -> anyhow::Result<ExitCode> {
-    let topology = Topology::new(&settings.amqp, &RetryPolicy::new(&settings.retry));
+    let topology = Topology::new(settings);
     let conn = broker::connect(
         &settings.amqp.url,
         "pushwoosh-worker topology",
@@ -85,14 +83,13 @@ async fn declare(conn: &Connection, topology: &Topology) -> anyhow::Result<ExitC
         existed.push(exists(conn, declaration).await?);
     }
     // The worker's own code path, so that this declares exactly what a worker would.
-    let channel = conn.create_channel().await?;
-    topology.declare(&channel).await?;
-    let _ = channel.close(200, "declared".into()).await;
+    topology.declare(conn).await?;
     for (declaration, existed) in declarations.iter().zip(existed) {
-        let what = match existed {
-            Some(true) => "ok (already there)",
-            Some(false) => "created",
-            None => "bound",
+        let what = match (existed, declaration) {
+            (Some(true), _) => "ok (already there)",
+            (Some(false), _) => "created",
+            (None, Declaration::Unbinding { .. }) => "removed if it was there",
+            (None, _) => "bound",
         };
         println!("{}: {what}", declaration.describe());
     }
@@ -110,11 +107,15 @@ async fn check(
     for declaration in topology.declarations() {
         let finding = match exists(conn, &declaration).await? {
             Some(false) => Finding::Missing,
-            // A binding of a missing queue or exchange is missing too.
-            None if binds_any(&declaration, &missing_objects) => Finding::Missing,
+            // A binding of a missing queue or exchange is missing too (which is right
+            // for a binding that must not be there).
+            None if binds_any(&declaration, &missing_objects) => match declaration {
+                Declaration::Unbinding { .. } => Finding::Ok,
+                _ => Finding::Missing,
+            },
             Some(true) | None => match management {
                 Some(api) => look(api, &declaration).await?,
-                None if matches!(declaration, Declaration::Binding { .. }) => Finding::NotChecked,
+                None if declaration.is_binding() => Finding::NotChecked,
                 None => Finding::Exists,
             },
         };
@@ -145,17 +146,26 @@ async fn check(
     })
 }
 
+/// A binding of a queue or exchange found missing.
 fn binds_any(binding: &Declaration, missing: &[Declaration]) -> bool {
-    let Declaration::Binding {
-        queue, exchange, ..
-    } = binding
-    else {
-        return false;
+    let (queue, exchanges) = match binding {
+        Declaration::Binding {
+            queue, exchange, ..
+        }
+        | Declaration::Unbinding {
+            queue, exchange, ..
+        } => (Some(queue), [Some(exchange), None]),
+        Declaration::ExchangeBinding {
+            destination,
+            source,
+            ..
+        } => (None, [Some(source), Some(destination)]),
+        _ => return false,
     };
     missing.iter().any(|m| match m {
-        Declaration::Queue { name, .. } => name == queue,
-        Declaration::Exchange { name } => name == exchange,
-        Declaration::Binding { .. } => false,
+        Declaration::Queue { name, .. } => Some(name) == queue,
+        Declaration::Exchange { name, .. } => exchanges.contains(&Some(name)),
+        _ => false,
     })
 }
 
@@ -202,9 +212,10 @@ fn root_cause(error: &anyhow::Error) -> String {
 async fn exists(conn: &Connection, declaration: &Declaration) -> anyhow::Result<Option<bool>> {
     let channel = conn.create_channel().await?;
     let answer = match declaration {
-        Declaration::Exchange { name } => channel
+        Declaration::Exchange { name, .. } => channel
             .exchange_declare(
                 name.as_str().into(),
+                // A passive declare compares no type.
                 ExchangeKind::Topic,
                 ExchangeDeclareOptions {
                     passive: true,
@@ -225,7 +236,9 @@ async fn exists(conn: &Connection, declaration: &Declaration) -> anyhow::Result<
             )
             .await
             .map(drop),
-        Declaration::Binding { .. } => return Ok(None),
+        Declaration::Binding { .. }
+        | Declaration::ExchangeBinding { .. }
+        | Declaration::Unbinding { .. } => return Ok(None),
     };
     match answer {
         Ok(()) => {
@@ -240,18 +253,15 @@ async fn exists(conn: &Connection, declaration: &Declaration) -> anyhow::Result<
     }
 }
 
-fn is_not_found(error: &lapin::Error) -> bool {
-    matches!(
-        error.kind(),
-        ErrorKind::ProtocolError(e) if *e.kind() == AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)
-    )
-}
-
 /// What the management API says about an object known to exist (or a binding).
 async fn look(api: &Management, declaration: &Declaration) -> anyhow::Result<Finding> {
     let differences = match declaration {
-        Declaration::Exchange { name } => match api.exchange(name).await? {
-            Some(actual) => management::exchange_differences(&actual),
+        Declaration::Exchange {
+            name,
+            kind,
+            arguments,
+        } => match api.exchange(name).await? {
+            Some(actual) => management::exchange_differences(kind.as_str(), arguments, &actual),
             None => return Ok(Finding::Missing),
         },
         Declaration::Queue { name, arguments } => match api.queue(name).await? {
@@ -271,6 +281,36 @@ async fn look(api: &Management, declaration: &Declaration) -> anyhow::Result<Fin
                 Vec::new()
             } else {
                 return Ok(Finding::Missing);
+            }
+        }
+        Declaration::ExchangeBinding {
+            destination,
+            source,
+            routing_key,
+        } => {
+            if api
+                .exchange_binding_keys(source, destination)
+                .await?
+                .contains(routing_key)
+            {
+                Vec::new()
+            } else {
+                return Ok(Finding::Missing);
+            }
+        }
+        Declaration::Unbinding {
+            queue,
+            exchange,
+            routing_key,
+        } => {
+            if api
+                .binding_keys(exchange, queue)
+                .await?
+                .contains(routing_key)
+            {
+                vec!["still there (run `topology` to remove it)".to_owned()]
+            } else {
+                Vec::new()
             }
         }
     };

@@ -10,17 +10,19 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 mod amqp;
+mod lanes;
 mod ledger;
 mod operation;
 mod pushwoosh;
 
 pub use amqp::*;
+pub use lanes::*;
 pub use ledger::*;
 pub use operation::*;
 pub use pushwoosh::*;
 
 /// Everything the worker reads from its configuration.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub amqp: AmqpSettings,
@@ -35,6 +37,27 @@ pub struct Settings {
     pub batch: BatchSettings,
     pub runtime: RuntimeSettings,
     pub ledger: LedgerSettings,
+    pub lanes: LanesSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            amqp: AmqpSettings::default(),
+            pushwoosh: PushwooshSettings::default(),
+            retry: RetrySettings::default(),
+            http: HttpSettings::default(),
+            log: LogSettings::default(),
+            shutdown: ShutdownSettings::default(),
+            validation: ValidationSettings::default(),
+            breaker: BreakerSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            batch: BatchSettings::default(),
+            runtime: RuntimeSettings::default(),
+            ledger: LedgerSettings::default(),
+            lanes: default_lanes(),
+        }
+    }
 }
 
 /// Where the configuration file comes from.
@@ -82,11 +105,12 @@ impl Settings {
                 builder = builder.set_override(key, value.as_str())?;
             }
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .build()
             .context("reading the configuration")?
             .try_deserialize()
             .context("invalid configuration")?;
+        settings.lanes = lanes::with_urgent(std::mem::take(&mut settings.lanes));
         settings.check()?;
         Ok(settings)
     }
@@ -156,6 +180,7 @@ impl Settings {
             r.max_pause_ms >= r.default_pause_ms,
             "rate_limit.max_pause_ms must be at least rate_limit.default_pause_ms"
         );
+        lanes::check(&self.lanes)?;
         let l = &self.ledger;
         anyhow::ensure!(l.window_ms > 0, "ledger.window_ms must be at least 1");
         anyhow::ensure!(l.timeout_ms > 0, "ledger.timeout_ms must be at least 1");

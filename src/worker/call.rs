@@ -9,6 +9,7 @@ use tracing::debug;
 
 use super::breaker::{BreakerState, CircuitBreaker, Signal};
 use super::context::WorkerContext;
+use super::deadline::Deadline;
 use super::once::{self, Gate};
 use crate::job::{Job, JobKind};
 use crate::metrics::{CallLabels, MethodLabels, Metrics, transient_reason};
@@ -19,8 +20,10 @@ use crate::result_event::BatchInfo;
 pub(super) enum NotCalled {
     /// The worker is stopping: the job can safely go back to the queue.
     Stopping,
-    /// The ledger decided instead of a call.
+    /// The ledger decided instead of a call (or the batcher: its deadline passed).
     Gated(Gate),
+    /// The job's deadline passed while it waited for its rate-limit slot.
+    Expired,
 }
 
 /// What a call (alone or in a batch) decided for the job.
@@ -39,19 +42,23 @@ pub(super) async fn call(
     job: &Job,
     token: &SecretString,
     owner: u64,
+    deadline: &Deadline,
 ) -> Result<Called, NotCalled> {
     if ctx.hand_back.is_cancelled() {
         return Err(NotCalled::Stopping);
     }
     let shared_token = ctx.uses_default_token(job);
-    if ctx.batcher.batchable(job).is_some() {
-        return batched(ctx, job, token, shared_token, owner).await;
+    // An urgent job never lingers for a batch.
+    if !ctx.lane.is_urgent() && ctx.batcher.batchable(job).is_some() {
+        let deadline = tokio::time::Instant::now() + deadline.remaining();
+        return batched(ctx, job, token, shared_token, owner, deadline).await;
     }
     let body = request::body(&job.request, token);
     let method = job.kind.method();
     tokio::select! {
         biased;
         () = ctx.hand_back.cancelled() => return Err(NotCalled::Stopping),
+        () = deadline.passes() => return Err(NotCalled::Expired),
         () = ctx.limiter.acquire(method) => {}
     }
     match once::gate(ctx, job, owner).await {
@@ -94,13 +101,14 @@ async fn batched(
     token: &SecretString,
     shared_token: bool,
     owner: u64,
+    deadline: tokio::time::Instant,
 ) -> Result<Called, NotCalled> {
     loop {
         let Some(batchable) = ctx.batcher.batchable(job) else {
             return Err(NotCalled::Stopping);
         };
         let batched = tokio::select! {
-            batched = ctx.batcher.submit(batchable, token, shared_token, owner) => batched.ok_or(NotCalled::Stopping)?,
+            batched = ctx.batcher.submit(batchable, token, shared_token, owner, Some(deadline)) => batched.ok_or(NotCalled::Stopping)?,
             () = ctx.hand_back.cancelled() => {
                 // Its batch may be under way: the next worker calls again with the same
                 // transactionIds rather than wait out this one's claim.

@@ -34,6 +34,8 @@ pub struct ConsumerSetup {
     pub batcher: Arc<Batcher>,
     /// Which job ids went out, shared by every replica (Redis), when `ledger.enabled`.
     pub ledger: Option<crate::ledger::Ledger>,
+    /// The queues consumed, each on a channel of its own: the lanes, then the jobs queue.
+    pub lanes: Vec<super::lane::Lane>,
 }
 
 /// How a session with the broker ended.

@@ -10,9 +10,10 @@ use tokio_util::sync::CancellationToken;
 use super::acks::Acks;
 use super::batcher::Batcher;
 use super::breaker::CircuitBreaker;
+use super::lane::Lane;
 use crate::broker::Publisher;
 use crate::job::{Job, JobKind};
-use crate::metrics::Metrics;
+use crate::metrics::{LaneLabels, Metrics};
 use crate::pushwoosh::{PushwooshClient, RateLimiter};
 use crate::retry::{RetryDecision, RetryPolicy};
 use crate::settings::Settings;
@@ -35,9 +36,18 @@ pub struct WorkerContext {
     pub acks: Acks,
     /// Which job ids went out (Redis), when `ledger.enabled`.
     pub ledger: Option<crate::ledger::Ledger>,
+    /// The lane this context's deliveries come from.
+    pub lane: Lane,
 }
 
 impl WorkerContext {
+    /// The metrics' labels of this context's lane.
+    pub fn lane_labels(&self) -> LaneLabels {
+        LaneLabels {
+            lane: self.lane.label(),
+        }
+    }
+
     pub fn validate(&self, job: &Job) -> JobReport {
         crate::validate::check_job(job, self.settings.validation.unknown_params)
     }

@@ -39,6 +39,9 @@ pub(super) enum Gate {
     Hold(String),
     /// Another processing's call for the id is under way: look again shortly.
     Elsewhere,
+    /// The job's deadline passed while it waited for its batch's call: not sent (the
+    /// batcher's word, not the ledger's).
+    Expired,
 }
 
 /// One processing of a job, as the ledger knows it.

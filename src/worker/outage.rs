@@ -77,6 +77,7 @@ pub(super) async fn hold(
         last_error: error,
         tier,
         delay: tier,
+        lane: ctx.lane.name(),
     };
     let fate = park(ctx, delivery, &parked).await.ok()?;
     if matches!(fate, Fate::Parked) {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use lapin::Channel;
 use lapin::options::BasicGetOptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -13,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::breaker::BreakerState;
 use super::consumer::ConsumerSetup;
 use super::context::WorkerContext;
-use super::session::spawn_process;
+use super::session::{LaneChannel, spawn_process};
 
 /// How holding off ended.
 pub(super) enum HoldEnd {
@@ -29,24 +28,18 @@ pub(super) enum HoldEnd {
 /// next one probes.
 pub(super) async fn hold_and_probe(
     setup: &ConsumerSetup,
-    channel: &Channel,
-    ctx: &Arc<WorkerContext>,
+    lanes: &[LaneChannel],
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<HoldEnd> {
-    let queue = setup.settings.amqp.jobs_queue.as_str();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(HoldEnd::Stopped),
             () = setup.breaker.wait_for_probe() => {}
         }
         while setup.breaker.state() == BreakerState::HalfOpen {
-            let probe = channel
-                .basic_get(queue.into(), BasicGetOptions::default())
-                .await
-                .context("taking a probe job")?;
-            match probe {
-                Some(message) => {
+            match probe(lanes).await? {
+                Some((message, ctx)) => {
                     let done = spawn_process(tasks, message.delivery, ctx);
                     tokio::select! {
                         () = shutdown.cancelled() => return Ok(HoldEnd::Stopped),
@@ -63,6 +56,24 @@ pub(super) async fn hold_and_probe(
             return Ok(HoldEnd::Closed);
         }
     }
+}
+
+/// The next job of the first lane that has one (lanes come urgent first).
+async fn probe(
+    lanes: &[LaneChannel],
+) -> anyhow::Result<Option<(lapin::message::BasicGetMessage, &Arc<WorkerContext>)>> {
+    for lane in lanes {
+        let queue = lane.ctx.lane.queue.as_str();
+        let got = lane
+            .channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .with_context(|| format!("taking a probe job from {queue}"))?;
+        if let Some(message) = got {
+            return Ok(Some((message, &lane.ctx)));
+        }
+    }
+    Ok(None)
 }
 
 /// How often a half-open breaker looks for a probe job in an empty queue.

@@ -12,6 +12,7 @@ use super::acks::HandBack;
 use super::admit::{Admitted, admit, poison};
 use super::call::{NotCalled, call};
 use super::context::WorkerContext;
+use super::deadline::{Deadline, missed};
 use super::fate::Fate;
 use super::once::Gate;
 use super::received::Received;
@@ -61,6 +62,13 @@ pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
         span_id = trace.map(JobTrace::span_id),
     );
     ctx.metrics.jobs_in_flight.inc();
+    if let Some(wait) = received.queue_wait() {
+        ctx.metrics
+            .lanes
+            .queue_wait
+            .get_or_create(&ctx.lane_labels())
+            .observe(wait);
+    }
     async {
         let limit = ctx.settings.amqp.delivery_limit;
         let fate = if received.failed_deliveries >= limit {
@@ -92,17 +100,31 @@ async fn decide(
         Ok(admitted) => admitted,
         Err(fate) => return fate,
     };
+    // Checked at every receipt: a job that waited past it in a queue, a retry delay or
+    // behind an open breaker is not sent.
+    let deadline = Deadline::of(ctx, received, &job);
+    if deadline.passed() {
+        return missed(ctx, deadline, event, "before it was taken");
+    }
     request::add_transaction_ids(&mut job);
     event.attempts = received.prior_attempts + 1;
 
     if let Some(held) = outage::before_call(ctx, delivery, received).await {
         return held;
     }
-    let called = match call(ctx, &job, token, received.owner).await {
+    let called = match call(ctx, &job, token, received.owner, &deadline).await {
         Ok(called) => called,
         Err(NotCalled::Stopping) => {
             info!("shutting down: job handed back to the queue before its call");
             return Fate::HandBack(HandBack::Stopping);
+        }
+        Err(NotCalled::Expired) => {
+            event.attempts = received.prior_attempts;
+            return missed(ctx, deadline, event, "waiting for a rate-limit slot");
+        }
+        Err(NotCalled::Gated(Gate::Expired)) => {
+            event.attempts = received.prior_attempts;
+            return missed(ctx, deadline, event, "waiting for its batch's call");
         }
         Err(NotCalled::Gated(gate)) => {
             return gated(ctx, delivery, received, &job, event, gate).await;
@@ -114,7 +136,7 @@ async fn decide(
     {
         return held;
     }
-    verdict::conclude(ctx, delivery, received, &job, event, called).await
+    verdict::conclude(ctx, delivery, received, &job, event, called, deadline).await
 }
 
 /// The ledger's word instead of a call: a duplicate repeats the first answer, an unknown
@@ -129,7 +151,7 @@ async fn gated(
 ) -> Fate {
     event.attempts = received.prior_attempts;
     match gate {
-        Gate::Go | Gate::Elsewhere => {
+        Gate::Go | Gate::Elsewhere | Gate::Expired => {
             // `call` settles these itself; should one come here, the job goes back.
             tracing::error!(?gate, "a job was neither called nor decided: handed back");
             Fate::HandBack(HandBack::Unsettled)

@@ -25,6 +25,11 @@ pub(super) struct Received {
     pub failed_deliveries: u32,
     /// The producer's W3C trace context, continued by this job's span.
     pub trace: Option<JobTrace>,
+    /// When the producer published the job: its `timestamp_in_ms` header, else its AMQP
+    /// `timestamp` (seconds).
+    pub published_at_ms: Option<i64>,
+    /// No worker had the job before: not a parked retry, not a redelivery.
+    pub first_receipt: bool,
 }
 
 impl Received {
@@ -42,6 +47,11 @@ impl Received {
                 .unwrap_or(0),
             received_at_ms: header_int(p, headers::RECEIVED_AT)
                 .unwrap_or_else(|| Utc::now().timestamp_millis()),
+            published_at_ms: header_int(p, "timestamp_in_ms").or_else(|| {
+                p.timestamp()
+                    .and_then(|s| i64::try_from(s).ok()?.checked_mul(1000))
+            }),
+            first_receipt: !delivery.redelivered && header_int(p, headers::RECEIVED_AT).is_none(),
             owner: header_int(p, headers::OWNER)
                 .map(|n| n as u64)
                 .unwrap_or_else(|| fastrand::u64(..)),
@@ -50,6 +60,19 @@ impl Received {
                 .unwrap_or(0),
             trace: JobTrace::of(p),
         }
+    }
+
+    /// Seconds from the job's publish (its first receipt when that is unknown) to now.
+    pub fn since_publish(&self) -> f64 {
+        let from = self.published_at_ms.unwrap_or(self.received_at_ms);
+        seconds_since(from)
+    }
+
+    /// Seconds from the job's publish to its first receipt, when both are known.
+    pub fn queue_wait(&self) -> Option<f64> {
+        self.published_at_ms
+            .filter(|_| self.first_receipt)
+            .map(|at| (self.received_at_ms - at).max(0) as f64 / 1000.0)
     }
 
     fn received_at(&self) -> String {
@@ -85,6 +108,7 @@ impl Received {
             trace: self.trace.clone(),
             truncated: Vec::new(),
             duplicate: false,
+            expired: false,
         }
     }
 
@@ -95,4 +119,8 @@ impl Received {
             .or_else(|| job_id.map(str::to_owned))
             .unwrap_or_default()
     }
+}
+
+fn seconds_since(ms: i64) -> f64 {
+    (Utc::now().timestamp_millis() - ms).max(0) as f64 / 1000.0
 }

@@ -18,6 +18,7 @@ use super::acks::Acks;
 use super::breaker::BreakerState;
 use super::consumer::{BROKER_WAIT, ConsumerSetup, SessionEnd, connection_name};
 use super::context::WorkerContext;
+use super::lane::Lane;
 use super::probe::{HoldEnd, hold_and_probe};
 use super::process::process;
 use crate::broker::Publisher;
@@ -43,9 +44,7 @@ pub(super) async fn session(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<SessionEnd> {
     let amqp = &setup.settings.amqp;
-    let admin = conn.create_channel().await.context("opening a channel")?;
-    setup.topology.declare(&admin).await?;
-    let _ = admin.close(200, "declared".into()).await;
+    setup.topology.declare(conn).await?;
 
     // Cancelled when the jobs not yet sent go back to the queue: a publish waiting for a
     // channel then gives up too.
@@ -60,29 +59,12 @@ pub(super) async fn session(
     let publisher = Publisher::new(channel, setup.topology.clone(), amqp.max_result_bytes);
     let mut publishing = publisher.available();
     setup.readiness.set_publishing(true);
-    let consume_channel = conn.create_channel().await.context("opening a channel")?;
-    consume_channel
-        .basic_qos(amqp.prefetch, BasicQosOptions::default())
-        .await
-        .context("setting the prefetch")?;
-
-    let ctx = Arc::new(WorkerContext {
-        settings: setup.settings.clone(),
-        client: setup.client.clone(),
-        publisher,
-        retry: setup.retry.clone(),
-        metrics: setup.metrics.clone(),
-        hand_back,
-        breaker: setup.breaker.clone(),
-        limiter: setup.limiter.clone(),
-        batcher: setup.batcher.clone(),
-        acks: Acks::start(
-            consume_channel.clone(),
-            amqp.ack_coalesce(),
-            setup.metrics.clone(),
-        ),
-        ledger: setup.ledger.clone(),
-    });
+    // One channel per lane, with its own prefetch: an urgent job never waits for a slot
+    // that bulk jobs hold.
+    let mut lanes = Vec::with_capacity(setup.lanes.len());
+    for lane in &setup.lanes {
+        lanes.push(LaneChannel::open(setup, conn, lane, &publisher, &hand_back).await?);
+    }
     let tasks = TaskTracker::new();
     let mut breaker = setup.breaker.subscribe();
 
@@ -101,29 +83,18 @@ pub(super) async fn session(
             }
         }
         if *breaker.borrow_and_update() != BreakerState::Closed {
-            match hold_and_probe(setup, &consume_channel, &ctx, &tasks, shutdown).await {
+            match hold_and_probe(setup, &lanes, &tasks, shutdown).await {
                 Ok(HoldEnd::Closed) => continue,
                 Ok(HoldEnd::Stopped) => break None,
                 Err(e) => break Some(e),
             }
         }
-        let tag = format!("{}-{}", connection_name(), fastrand::u32(..));
-        let mut consumer = match consume_channel
-            .basic_consume(
-                amqp.jobs_queue.as_str().into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .with_context(|| format!("consuming {}", amqp.jobs_queue))
-        {
-            Ok(consumer) => consumer,
+        let (tags, mut deliveries) = match consume(&lanes).await {
+            Ok(consuming) => consuming,
             Err(e) => break Some(e),
         };
         setup.readiness.set_consuming(true);
         setup.metrics.consuming.set(1);
-        info!(queue = %amqp.jobs_queue, prefetch = amqp.prefetch, "consuming jobs");
 
         // One clock for the whole consuming spell: deliveries do not put the check off.
         let mut ledger_check = tokio::time::interval(LEDGER_CHECK);
@@ -146,10 +117,17 @@ pub(super) async fn session(
                         break Pause::LedgerDown;
                     }
                 }
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => { spawn_process(&tasks, delivery, &ctx); }
-                    Some(Err(e)) => break Pause::Lost(anyhow::Error::new(e).context("consuming")),
-                    None => break Pause::Lost(anyhow::anyhow!("the broker cancelled the consumer")),
+                next = deliveries.next() => match next {
+                    Some((lane, Some(Ok(delivery)))) => {
+                        spawn_process(&tasks, delivery, &lanes[lane].ctx);
+                    }
+                    Some((lane, Some(Err(e)))) => break Pause::Lost(
+                        anyhow::Error::new(e).context(format!("consuming {}", lanes[lane].ctx.lane.queue)),
+                    ),
+                    Some((lane, None)) => break Pause::Lost(anyhow::anyhow!(
+                        "the broker cancelled the consumer of {}", lanes[lane].ctx.lane.queue
+                    )),
+                    None => break Pause::Lost(anyhow::anyhow!("the broker cancelled the consumers")),
                 },
             }
         };
@@ -162,7 +140,7 @@ pub(super) async fn session(
                     in_flight = tasks.len(),
                     "stopping: no new jobs, finishing the ones in flight"
                 );
-                stop_consuming(&consume_channel, &tag, &mut consumer, &ctx, &tasks).await;
+                stop_consuming(&lanes, &tags, &mut deliveries, &tasks).await;
                 break None;
             }
             Pause::BreakerOpen => {
@@ -171,14 +149,14 @@ pub(super) async fn session(
                     "circuit breaker open: no new jobs until Pushwoosh answers again"
                 );
                 // Deliveries already here are held by the breaker without being sent.
-                stop_consuming(&consume_channel, &tag, &mut consumer, &ctx, &tasks).await;
+                stop_consuming(&lanes, &tags, &mut deliveries, &tasks).await;
             }
             Pause::LedgerDown => {
                 warn!(
                     in_flight = tasks.len(),
                     "the ledger's Redis does not answer: no new jobs until it does (ledger.on_unavailable = hold)"
                 );
-                stop_consuming(&consume_channel, &tag, &mut consumer, &ctx, &tasks).await;
+                stop_consuming(&lanes, &tags, &mut deliveries, &tasks).await;
             }
             Pause::CannotPublish => {
                 warn!(
@@ -187,7 +165,7 @@ pub(super) async fn session(
                 );
                 // Jobs in flight wait for the channel to publish their results; none is
                 // handed back for it (that would only spend its delivery count).
-                stop_consuming(&consume_channel, &tag, &mut consumer, &ctx, &tasks).await;
+                stop_consuming(&lanes, &tags, &mut deliveries, &tasks).await;
             }
         }
     };
@@ -195,7 +173,7 @@ pub(super) async fn session(
     if let Some(error) = lost {
         // Deliveries of a broken channel cannot be settled: the broker requeues them.
         // Let the tasks notice, then start over.
-        ctx.hand_back.cancel();
+        hand_back.cancel();
         tasks.close();
         let _ = tokio::time::timeout(
             setup.client_timeout() + Duration::from_secs(5),
@@ -212,7 +190,7 @@ pub(super) async fn session(
             in_flight = tasks.len(),
             "grace period over: handing back the jobs not yet sent"
         );
-        ctx.hand_back.cancel();
+        hand_back.cancel();
         // Calls already under way for SMS and WhatsApp are allowed to end (bounded by
         // the HTTP time-out) rather than risk sending twice.
         let _ = tokio::time::timeout(
@@ -223,17 +201,17 @@ pub(super) async fn session(
     }
     // Every delivery is settled: send the acks still owed, then close the channels
     // before the connection.
-    if tokio::time::timeout(BROKER_WAIT, ctx.acks.flush())
-        .await
-        .is_err()
-    {
+    let flushes = futures_util::future::join_all(lanes.iter().map(|l| l.ctx.acks.flush()));
+    if tokio::time::timeout(BROKER_WAIT, flushes).await.is_err() {
         warn!("the last acks could not be sent in time: the broker will redeliver those jobs");
     }
     // Bounded like the connection's close after it: a broker that does not answer does
     // not keep the worker from exiting (everything is settled by now).
     let closes = async {
-        let _ = consume_channel.close(200, "worker stopping".into()).await;
-        ctx.publisher.close().await;
+        for lane in &lanes {
+            let _ = lane.channel.close(200, "worker stopping".into()).await;
+        }
+        publisher.close().await;
     };
     if tokio::time::timeout(BROKER_WAIT, closes).await.is_err() {
         warn!("the broker did not answer the channels' close in time");
@@ -253,26 +231,118 @@ pub(super) fn spawn_process(
     tasks.spawn(Box::pin(process(delivery, ctx.clone())))
 }
 
-/// Cancels the consumer. Deliveries already on their way before the cancel are processed
-/// too, so that none comes back marked as redelivered without a reason, and none is left
-/// unsettled on the channel (it would hold a prefetch slot, and every multiple ack after
-/// it, until the channel closes): the stream ends when the broker confirms the cancel,
-/// after the last of them; a broker silent for 5 s ends the wait.
+/// Cancels the consumers. Deliveries already on their way before the cancel are
+/// processed too, so that none comes back marked as redelivered without a reason, and
+/// none is left unsettled on its channel (it would hold a prefetch slot, and every
+/// multiple ack after it, until the channel closes): each lane's stream ends when the
+/// broker confirms its cancel, after the last of them; a broker silent for 5 s ends the
+/// wait.
 async fn stop_consuming(
-    channel: &Channel,
-    tag: &str,
-    consumer: &mut Consumer,
-    ctx: &Arc<WorkerContext>,
+    lanes: &[LaneChannel],
+    tags: &[String],
+    deliveries: &mut Deliveries,
     tasks: &TaskTracker,
 ) {
-    if let Err(e) = channel
-        .basic_cancel(tag.into(), BasicCancelOptions::default())
-        .await
-    {
-        warn!(error = %e, "could not cancel the consumer");
+    for (lane, tag) in lanes.iter().zip(tags) {
+        if let Err(e) = lane
+            .channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await
+        {
+            warn!(error = %e, queue = %lane.ctx.lane.queue, "could not cancel the consumer");
+        }
     }
-    while let Ok(Some(Ok(delivery))) = tokio::time::timeout(BROKER_WAIT, consumer.next()).await {
-        spawn_process(tasks, delivery, ctx);
+    while let Ok(Some((lane, delivery))) =
+        tokio::time::timeout(BROKER_WAIT, deliveries.next()).await
+    {
+        if let Some(Ok(delivery)) = delivery {
+            spawn_process(tasks, delivery, &lanes[lane].ctx);
+        }
+    }
+}
+
+/// Every lane's deliveries, tagged with the lane's index; `None` once a lane's consumer
+/// has ended.
+type Deliveries = futures_util::stream::SelectAll<
+    futures_util::stream::BoxStream<
+        'static,
+        (usize, Option<lapin::Result<lapin::message::Delivery>>),
+    >,
+>;
+
+/// Starts a consumer on every lane's queue.
+async fn consume(lanes: &[LaneChannel]) -> anyhow::Result<(Vec<String>, Deliveries)> {
+    let mut tags = Vec::with_capacity(lanes.len());
+    let mut streams = Vec::with_capacity(lanes.len());
+    for (index, lane) in lanes.iter().enumerate() {
+        let tag = format!("{}-{}", connection_name(), fastrand::u32(..));
+        let queue = lane.ctx.lane.queue.as_str();
+        let consumer: Consumer = lane
+            .channel
+            .basic_consume(
+                queue.into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("consuming {queue}"))?;
+        info!(
+            queue,
+            prefetch = lane.ctx.lane.prefetch,
+            lane = lane.ctx.lane.label(),
+            "consuming jobs"
+        );
+        tags.push(tag);
+        streams.push(
+            consumer
+                .map(move |delivery| (index, Some(delivery)))
+                .chain(futures_util::stream::once(async move { (index, None) }))
+                .boxed(),
+        );
+    }
+    Ok((tags, futures_util::stream::select_all(streams)))
+}
+
+/// A lane's consume channel and the context its jobs are processed with.
+pub(super) struct LaneChannel {
+    pub channel: Channel,
+    pub ctx: Arc<WorkerContext>,
+}
+
+impl LaneChannel {
+    async fn open(
+        setup: &ConsumerSetup,
+        conn: &Connection,
+        lane: &Lane,
+        publisher: &Publisher,
+        hand_back: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let channel = conn.create_channel().await.context("opening a channel")?;
+        channel
+            .basic_qos(lane.prefetch, BasicQosOptions::default())
+            .await
+            .with_context(|| format!("setting the prefetch of {}", lane.queue))?;
+        setup.metrics.lanes.announce(lane.label());
+        let ctx = Arc::new(WorkerContext {
+            settings: setup.settings.clone(),
+            client: setup.client.clone(),
+            publisher: publisher.clone(),
+            retry: setup.retry.clone(),
+            metrics: setup.metrics.clone(),
+            hand_back: hand_back.clone(),
+            breaker: setup.breaker.clone(),
+            limiter: setup.limiter.clone(),
+            batcher: setup.batcher.clone(),
+            acks: Acks::start(
+                channel.clone(),
+                setup.settings.amqp.ack_coalesce(),
+                setup.metrics.clone(),
+            ),
+            ledger: setup.ledger.clone(),
+            lane: lane.clone(),
+        });
+        Ok(Self { channel, ctx })
     }
 }
 

@@ -33,7 +33,14 @@ pub(super) async fn settle(
         } => match finish(delivery, received, ctx, &mut event, dead_letter).await {
             // Should the ack not reach the broker, it redelivers the job, whose result may
             // then come twice, marked redelivered.
-            Finished::Published => pending.ack(),
+            Finished::Published => {
+                pending.ack();
+                ctx.metrics
+                    .lanes
+                    .time_to_result
+                    .get_or_create(&ctx.lane_labels())
+                    .observe(received.since_publish());
+            }
             Finished::Reject => pending.reject(),
             Finished::CannotPublish(why) => {
                 error!(error = %why, "could not publish the result: job handed back");

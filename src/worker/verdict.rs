@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use super::call::Called;
 use super::context::WorkerContext;
+use super::deadline::{Deadline, Limit, missed};
 use super::fate::Fate;
 use super::park::park;
 use super::received::Received;
@@ -26,6 +27,8 @@ struct Transient {
     status_message: String,
     retry_after: Option<Duration>,
     may_have_reached: bool,
+    /// The `reason` label of the retry.
+    reason: String,
 }
 
 pub(super) async fn conclude(
@@ -35,6 +38,7 @@ pub(super) async fn conclude(
     job: &Job,
     mut event: ResultEvent,
     called: Called,
+    deadline: Deadline,
 ) -> Fate {
     let Called { answered, batch } = called;
     let transient = match answered.verdict {
@@ -84,12 +88,12 @@ pub(super) async fn conclude(
             status_message,
             retry_after,
             may_have_reached,
+            reason: answered
+                .retry_reason
+                .unwrap_or_else(|| "unknown".to_owned()),
         },
     };
-    let reason = answered
-        .retry_reason
-        .unwrap_or_else(|| "unknown".to_owned());
-    retry_or_fail(ctx, delivery, received, job, event, transient, reason).await
+    retry_or_fail(ctx, delivery, received, job, event, transient, deadline).await
 }
 
 /// A transient answer: another call later, parked in the broker, unless the call may
@@ -101,13 +105,14 @@ async fn retry_or_fail(
     job: &Job,
     mut event: ResultEvent,
     transient: Transient,
-    reason: String,
+    deadline: Deadline,
 ) -> Fate {
     let Transient {
         status_code,
         status_message,
         retry_after,
         may_have_reached,
+        reason,
     } = transient;
     event.outcome = Outcome::Failed;
     event.status_code = status_code;
@@ -131,6 +136,18 @@ async fn retry_or_fail(
             return Fate::finish(event, Some(DeadReason::RetriesExhausted));
         }
     };
+    if deadline.limit == Limit::ExpiresAt && !deadline.within(delay) {
+        // Failed now rather than when the retry comes back: the producer may fall back.
+        return missed(
+            ctx,
+            deadline,
+            event,
+            &format!(
+                "before its next call ({status_message}; next call in {} ms)",
+                delay.as_millis()
+            ),
+        );
+    }
     let parked = ParkedRetry {
         attempts,
         owner: received.owner,
@@ -138,6 +155,7 @@ async fn retry_or_fail(
         last_error: &status_message,
         tier: ctx.retry.tier_for(delay),
         delay,
+        lane: ctx.lane.name(),
     };
     match park(ctx, delivery, &parked).await {
         Ok(fate) => {

@@ -39,14 +39,13 @@ pub fn cleanup(settings: &Settings) {
             let Ok(ch) = conn.create_channel().await else {
                 return;
             };
-            let mut queues = vec![s.amqp.jobs_queue.clone(), s.amqp.dead_letter_queue.clone()];
-            queues.extend(retry_queues(&s));
-            for q in queues {
+            let topology = pushwoosh_worker::broker::Topology::new(&s);
+            for q in topology.queues() {
                 let _ = ch
                     .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                     .await;
             }
-            for e in [&s.amqp.jobs_exchange, &s.amqp.results_exchange] {
+            for e in &topology.exchanges() {
                 let _ = ch
                     .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
                     .await;
@@ -62,10 +61,8 @@ pub async fn declare_topology(settings: &Settings) {
     let conn = Connection::connect(&settings.amqp.url, ConnectionProperties::default())
         .await
         .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    let policy = pushwoosh_worker::retry::RetryPolicy::new(&settings.retry);
-    pushwoosh_worker::broker::Topology::new(&settings.amqp, &policy)
-        .declare(&channel)
+    pushwoosh_worker::broker::Topology::new(settings)
+        .declare(&conn)
         .await
         .unwrap();
     let _ = conn.close(200, "declared".into()).await;
@@ -73,8 +70,7 @@ pub async fn declare_topology(settings: &Settings) {
 
 /// The retry queues (one a delay tier) of a test's topology.
 pub fn retry_queues(settings: &Settings) -> Vec<String> {
-    let policy = pushwoosh_worker::retry::RetryPolicy::new(&settings.retry);
-    pushwoosh_worker::broker::Topology::new(&settings.amqp, &policy).retry_queues()
+    pushwoosh_worker::broker::Topology::new(settings).retry_queues()
 }
 
 /// How many retries are parked in the broker now, over every retry queue.

@@ -36,6 +36,10 @@ impl Call {
         if !has_slot {
             self.shared.slot().await;
         }
+        entries = on_time(entries);
+        if entries.is_empty() {
+            return;
+        }
         entries = self.claimed(entries).await;
         if entries.is_empty() {
             return;
@@ -140,6 +144,19 @@ impl Call {
             })
             .collect()
     }
+}
+
+/// The entries whose deadline has not passed; the others are answered
+/// [`Gate::Expired`] and not sent.
+fn on_time(entries: Vec<Entry>) -> Vec<Entry> {
+    let now = tokio::time::Instant::now();
+    let (late, on_time): (Vec<Entry>, Vec<Entry>) = entries
+        .into_iter()
+        .partition(|e| e.deadline.is_some_and(|d| d <= now));
+    for entry in late {
+        let _ = entry.reply.send(Err(Gate::Expired));
+    }
+    on_time
 }
 
 #[cfg(test)]

@@ -160,7 +160,7 @@ pub(super) mod fake {
         tokio::spawn(async move {
             let batchable = batcher.batchable(&job).expect("batchable");
             batcher
-                .submit(batchable, &SecretString::from("tok"), true, 1)
+                .submit(batchable, &SecretString::from("tok"), true, 1, None)
                 .await
                 .expect("an answer")
                 .expect("no ledger, no word of its own")

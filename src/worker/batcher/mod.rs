@@ -78,6 +78,8 @@ struct Entry {
     owner: u64,
     notifications: Bytes,
     count: usize,
+    /// Not sent after this: answered [`Gate::Expired`] instead.
+    deadline: Option<tokio::time::Instant>,
     reply: oneshot::Sender<Result<Batched, Gate>>,
 }
 
@@ -148,13 +150,15 @@ impl Batcher {
     /// Hands the job to its application's lane; resolves with its verdict (or the
     /// ledger's word instead of a call), or `None` if the worker is going away.
     /// `shared_token`: the token is the default one (for the breaker: a refused shared
-    /// token stops every job). `owner`: the job's processing, for the ledger.
+    /// token stops every job). `owner`: the job's processing, for the ledger. A job whose
+    /// `deadline` passes before its batch's call is not sent.
     pub(super) async fn submit(
         &self,
         job: Batchable,
         token: &SecretString,
         shared_token: bool,
         owner: u64,
+        deadline: Option<tokio::time::Instant>,
     ) -> Option<Result<Batched, Gate>> {
         let (reply, answer) = oneshot::channel();
         let entry = Entry {
@@ -162,6 +166,7 @@ impl Batcher {
             owner,
             notifications: job.notifications,
             count: job.count,
+            deadline,
             reply,
         };
         {

@@ -139,7 +139,7 @@ fn submit_at(
         let submitted = tokio::time::Instant::now();
         let batchable = batcher.batchable(&job).expect("batchable");
         let answer = batcher
-            .submit(batchable, &SecretString::from("tok"), true, 1)
+            .submit(batchable, &SecretString::from("tok"), true, 1, None)
             .await
             .expect("an answer")
             .expect("no ledger, no word of its own");

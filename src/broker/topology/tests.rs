@@ -1,0 +1,96 @@
+use super::*;
+use crate::settings::{LaneSettings, Settings};
+
+fn position(declarations: &[Declaration], described: &str) -> usize {
+    declarations
+        .iter()
+        .position(|d| d.describe() == described)
+        .unwrap_or_else(|| panic!("no {described} in {declarations:#?}"))
+}
+
+#[test]
+fn a_deployment_before_lanes_moves_over_in_an_order_that_loses_and_doubles_nothing() {
+    let topology = Topology::new(&Settings::default());
+    let d = topology.declarations();
+    let bulk = position(&d, "binding pushwoosh.jobs.bulk -> pushwoosh.jobs ()");
+    let lanes = position(
+        &d,
+        "binding pushwoosh.jobs -> exchange pushwoosh.jobs.lanes (#)",
+    );
+    let old = position(&d, "no binding pushwoosh.jobs -> pushwoosh.jobs (#)");
+    let urgent = position(
+        &d,
+        "binding pushwoosh.jobs.lanes -> pushwoosh.jobs.urgent (urgent.#)",
+    );
+    assert!(bulk < lanes && lanes < old && old < urgent, "{d:#?}");
+    assert_eq!(
+        topology.queues()[..3],
+        [
+            "pushwoosh.dead".to_owned(),
+            "pushwoosh.jobs".to_owned(),
+            "pushwoosh.jobs.urgent".to_owned()
+        ]
+    );
+}
+
+#[test]
+fn each_lane_has_retry_queues_that_give_its_jobs_back_to_its_own_queue() {
+    let topology = Topology::new(&Settings::default());
+    let tier = topology.retry_tiers[0];
+    let urgent_retry = topology.retry_queue(Some("urgent"), tier);
+    assert_eq!(
+        urgent_retry,
+        format!("pushwoosh.retry.urgent.{}ms", tier.as_millis())
+    );
+    let back_to = |name: &str| {
+        topology
+            .declarations()
+            .into_iter()
+            .find_map(|d| match d {
+                Declaration::Queue { name: n, arguments } if n == name => {
+                    arguments.inner().get("x-dead-letter-routing-key").cloned()
+                }
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(back_to(&urgent_retry), long_string("pushwoosh.jobs.urgent"));
+    assert_eq!(
+        back_to(&topology.retry_queue(None, tier)),
+        long_string("pushwoosh.jobs")
+    );
+    assert_eq!(
+        topology.retry_queues().len(),
+        2 * topology.retry_tiers.len()
+    );
+}
+
+#[test]
+fn a_lane_turned_off_loses_its_binding_and_its_jobs_go_to_the_jobs_queue() {
+    let mut settings = Settings::default();
+    settings.lanes.get_mut("urgent").unwrap().enabled = false;
+    settings.lanes.insert(
+        "otp".into(),
+        LaneSettings {
+            queue: "codes".into(),
+            ..LaneSettings::default()
+        },
+    );
+    let topology = Topology::new(&settings);
+    let described: Vec<String> = topology
+        .declarations()
+        .iter()
+        .map(Declaration::describe)
+        .collect();
+    assert!(
+        described.contains(
+            &"no binding pushwoosh.jobs.lanes -> pushwoosh.jobs.urgent (urgent.#)".to_owned()
+        ),
+        "{described:#?}"
+    );
+    assert!(
+        described.contains(&"binding pushwoosh.jobs.lanes -> codes (otp.#)".to_owned()),
+        "{described:#?}"
+    );
+    assert!(!described.contains(&"queue pushwoosh.jobs.urgent".to_owned()));
+}
