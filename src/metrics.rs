@@ -216,7 +216,7 @@ impl Metrics {
         let breaker_held_jobs = Counter::default();
         registry.register(
             "breaker_held_jobs",
-            "Jobs parked by the open circuit breaker without using their retry budget",
+            "Jobs parked by the open circuit breaker without using their attempts",
             breaker_held_jobs.clone(),
         );
         let rate_limit_wait: HistogramFamily = Family::new_with_constructor(wait_histogram);

@@ -142,3 +142,70 @@ fn the_readmes_validate_example_is_the_real_output() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), shown);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn publish_knows_the_urgent_lane_and_deadlines() {
+    let app = TestApp::spawn().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["S-1"]})))
+        .mount(&app.mock)
+        .await;
+    let run = |args: &'static [&'static str], jobs: &'static str| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
+        cmd.arg("publish").args(args).arg("-");
+        common::point_at_test_names(&mut cmd, &app.settings);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        async move {
+            let mut child = cmd.spawn().unwrap();
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(jobs.as_bytes()).await.unwrap();
+            drop(stdin);
+            tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    // A bad expires_at: nothing is published, and the message says where and why.
+    let out = run(
+        &["--wait", "--timeout-secs", "20"],
+        concat!(
+            r#"{"id":"ok-1","kind":"sms","application":"A-B","notifications":[{"send_date":"now","content":"1","devices":["+15550001"]}]}"#, "\n",
+            r#"{"id":"bad-1","kind":"sms","expires_at":"soon","application":"A-B","notifications":[{"send_date":"now","content":"1","devices":["+15550001"]}]}"#, "\n",
+        ),
+    )
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":2: \"expires_at\"") && stderr.contains("nothing was published"),
+        "{stderr}"
+    );
+    assert_eq!(app.total_calls().await, 0, "nothing was published");
+
+    let out = run(
+        &["--wait", "--timeout-secs", "20", "--urgent", "--expires-in", "600"],
+        r#"{"id":"otp-cli","kind":"sms","application":"A-B","notifications":[{"send_date":"now","content":"1","devices":["+15550001"]}]}"#,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(
+        (result["job_id"].as_str(), result["outcome"].as_str()),
+        (Some("otp-cli"), Some("ok"))
+    );
+    // Through the urgent lane, with its publish time known.
+    app.assert_metrics(&[
+        r#"pushwoosh_worker_time_to_result_seconds_count{lane="urgent"} 1"#,
+        r#"pushwoosh_worker_queue_wait_seconds_count{lane="urgent"} 1"#,
+    ])
+    .await;
+}

@@ -28,11 +28,61 @@ pub struct PublishArgs {
     /// Routing key of the published jobs.
     #[arg(long, default_value = "job")]
     pub routing_key: String,
+    /// Publish to the urgent lane: the routing key gets `urgent.` in front (`urgent.job`).
+    #[arg(long)]
+    pub urgent: bool,
+    /// Give every job without an `expires_at` one this many seconds from now: a job not
+    /// sent by then is not sent (its result says `"expired": true`).
+    #[arg(long, value_name = "SECS")]
+    pub expires_in: Option<u64>,
+}
+
+impl PublishArgs {
+    fn routing_key(&self) -> String {
+        if self.urgent {
+            format!("urgent.{}", self.routing_key)
+        } else {
+            self.routing_key.clone()
+        }
+    }
+}
+
+/// Checks every job's `expires_at` before anything is published (a bad one would only
+/// be rejected by the worker), and gives `--expires-in` to the jobs without one.
+fn deadlines(
+    entries: &mut [super::jobs_file::JobEntry],
+    expires_in: Option<u64>,
+) -> anyhow::Result<()> {
+    let expires_at = expires_in.map(|secs| {
+        let at = chrono::Utc::now()
+            + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
+        serde_json::Value::String(crate::result_event::timestamp(at))
+    });
+    for entry in entries {
+        let Some(job) = entry.value.as_object_mut() else {
+            continue; // the worker rejects it, with its reason
+        };
+        match job.get("expires_at") {
+            None | Some(serde_json::Value::Null) => {
+                if let Some(at) = &expires_at {
+                    job.insert("expires_at".to_owned(), at.clone());
+                }
+            }
+            Some(value) => {
+                if let Err(why) = crate::job::parse_expires_at(value) {
+                    anyhow::bail!("{}: {why}; nothing was published", entry.location);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitCode> {
     let (name, bytes) = super::jobs_file::read(args.file.as_deref())?;
-    let entries = super::jobs_file::parse(&name, &bytes)?;
+    let mut entries = super::jobs_file::parse(&name, &bytes)?;
+    deadlines(&mut entries, args.expires_in)?;
+    let routing_key = args.routing_key();
     let conn = broker::connect(
         &settings.amqp.url,
         "pushwoosh-worker publish",
@@ -60,14 +110,16 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitC
         let mut properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
-            .with_correlation_id(correlation.as_str().into());
+            .with_correlation_id(correlation.as_str().into())
+            // The start of the job's queue wait in the lane metrics.
+            .with_timestamp(u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0));
         if let Some(id) = entry.value.get("id").and_then(|v| v.as_str()) {
             properties = properties.with_message_id(id.into());
         }
         let confirm = channel
             .basic_publish(
                 settings.amqp.jobs_exchange.as_str().into(),
-                args.routing_key.as_str().into(),
+                routing_key.as_str().into(),
                 BasicPublishOptions::default(),
                 &body,
                 properties,

@@ -1,5 +1,6 @@
 //! Jobs the circuit breaker holds back while Pushwoosh fails for everyone: parked for a
-//! later call without using their retry budget, so an outage fails no job.
+//! later call without using their attempts: an outage fails no job before its deadline
+//! (`expires_at`, `retry.max_elapsed_ms`), which the next receipt checks.
 
 use std::time::Duration;
 
@@ -84,7 +85,7 @@ pub(super) async fn hold(
         info!(
             attempts = received.prior_attempts,
             %error,
-            "circuit breaker open: job parked without using its retry budget"
+            "circuit breaker open: job parked without using an attempt"
         );
         ctx.metrics.breaker_held_jobs.inc();
     }
