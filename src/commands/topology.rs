@@ -308,7 +308,7 @@ async fn look(api: &Management, declaration: &Declaration) -> anyhow::Result<Fin
                 .await?
                 .contains(routing_key)
             {
-                vec!["still there (run `topology` to remove it)".to_owned()]
+                vec!["still there (run topology to remove it)".to_owned()]
             } else {
                 Vec::new()
             }
