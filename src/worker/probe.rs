@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::breaker::BreakerState;
 use super::consumer::ConsumerSetup;
 use super::context::WorkerContext;
-use super::session::{LaneChannel, spawn_process};
+use super::lane::{LaneChannel, spawn_process};
 
 /// How holding off ended.
 pub(super) enum HoldEnd {
