@@ -1,10 +1,12 @@
 //! The client-side rate limiter, one per process and shared by every job: each Pushwoosh
 //! method gets its calls per minute (a GCRA from `governor`, on tokio's clock: `clock`),
-//! and a call waits for a slot instead of failing. A 429 pauses every caller of that
-//! method and spaces its calls further apart; the spacing comes back step by step once
-//! the 429s stop (`throttle`).
+//! and a call waits for a slot instead of failing. Urgent calls (one-time codes) never
+//! wait behind bulk ones: they are first in line for the method's next slot (`lanes`). A
+//! 429 pauses every caller of that method and spaces its calls further apart; the spacing
+//! comes back step by step once the 429s stop (`throttle`).
 
 mod clock;
+mod lanes;
 mod throttle;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,10 +19,22 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use self::clock::Gcra;
+use self::lanes::Lanes;
 use self::throttle::{Backoff, Throttle};
 use crate::job::JobKind;
 use crate::metrics::{MethodLabels, Metrics};
 use crate::settings::RateLimitSettings;
+
+/// Which line a call waits in for its method's slot. Urgent calls come first without
+/// limit, so urgent traffic beyond a method's budget leaves bulk calls nothing: it is for
+/// what must not wait (one-time codes), not for whatever is in a hurry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// First in line: takes the method's next free slot whatever bulk calls wait.
+    Urgent,
+    /// Takes no slot while an urgent call waits for one.
+    Bulk,
+}
 
 /// Every call of the process waits here for its method's slot.
 pub struct RateLimiter {
@@ -34,16 +48,19 @@ struct MethodLimiter {
     method: &'static str,
     /// `None`: no client-side limit for this method, only the pause after a 429.
     gcra: Option<Gcra>,
-    /// The waiters of this method, first come first served (tokio's semaphore is fair):
-    /// only the one at the head takes cells, so a job cannot be overtaken for ever by
-    /// luckier ones. Its one permit is the turn at the head of the line, held while that
-    /// caller waits for its slot and released when the slot is granted, before the call.
-    /// It guards no data: waiting in this line is the rate-limit wait itself.
-    line: tokio::sync::Semaphore,
-    throttle: Mutex<Throttle>,
+    lanes: Lanes,
+    state: Mutex<State>,
     wait: Histogram,
     throttled: Counter,
     slowdown_gauge: Gauge,
+}
+
+struct State {
+    throttle: Throttle,
+    /// Cells taken towards the call at the head of a line: after a 429 a call costs
+    /// `slowdown` of them. They belong to the method, not to the caller, so that a head
+    /// that gives up or yields to an urgent caller leaves them to the next one.
+    banked: u32,
 }
 
 impl RateLimiter {
@@ -60,8 +77,11 @@ impl RateLimiter {
                     kind: *kind,
                     method,
                     gcra: clock::gcra(settings, *kind),
-                    line: tokio::sync::Semaphore::new(1),
-                    throttle: Mutex::new(Throttle::new(now)),
+                    lanes: Lanes::new(),
+                    state: Mutex::new(State {
+                        throttle: Throttle::new(now),
+                        banked: 0,
+                    }),
                     wait: metrics.rate_limit_wait.get_or_create(&labels).clone(),
                     throttled: metrics.rate_limit_throttled.get_or_create(&labels).clone(),
                     slowdown_gauge,
@@ -97,9 +117,17 @@ impl RateLimiter {
     }
 
     /// Waits for a slot for one call of `method` (e.g. "createMessage"); never fails.
-    /// Cancellation-safe: a caller dropped while waiting loses nothing but its place in
-    /// line (and the cells it already took, which only makes the limiter stricter).
-    pub async fn acquire(&self, method: &'static str) {
+    ///
+    /// An urgent call never waits behind bulk calls: from the moment it is inside, the
+    /// bulk head takes no cell, so the method's next free cell is the urgent call's. That
+    /// cell is at most one slot interval away (the method's period, times the slow-down
+    /// after 429s, which is how many cells a call then takes): the bulk call that took the
+    /// last one cannot have taken the next as well. Add the urgent calls ahead of it in
+    /// its own line, and a 429's pause, which holds both.
+    ///
+    /// Cancellation-safe: a caller dropped while waiting loses its place in line; cells
+    /// it already took (a call takes several after a 429) go to the next head.
+    pub async fn acquire(&self, method: &'static str, priority: Priority) {
         if !self.enabled {
             return;
         }
@@ -110,28 +138,32 @@ impl RateLimiter {
             histogram: &limiter.wait,
             started: Instant::now(),
         };
-        // Never closed, so never an error.
-        let _turn = limiter.line.acquire().await;
-        let mut taken = 0u32;
+        let _inside = limiter.lanes.enter(priority);
+        let _turn = limiter.lanes.turn(priority).await;
         loop {
-            let now = Instant::now();
-            let (paused_until, slowdown) = {
-                let mut throttle = limiter.throttle();
-                self.recover(limiter, &mut throttle, now);
-                (throttle.paused(now), throttle.slowdown())
-            };
-            if let Some(until) = paused_until {
-                tokio::time::sleep_until(until).await;
+            if priority == Priority::Bulk
+                && let Some(urgent_gone) = limiter.lanes.urgent_ahead()
+            {
+                urgent_gone.await;
                 continue;
             }
-            let Some(gcra) = limiter.gcra.as_ref().filter(|_| taken < slowdown) else {
-                limiter.throttle().granted();
-                return;
+            let now = Instant::now();
+            let until = {
+                let mut state = limiter.state();
+                self.recover(limiter, &mut state.throttle, now);
+                match state.throttle.paused(now) {
+                    Some(until) => until,
+                    None => match state.take(limiter.gcra.as_ref()) {
+                        Ok(true) => {
+                            state.throttle.granted();
+                            return;
+                        }
+                        Ok(false) => continue,
+                        Err(not_before) => not_before,
+                    },
+                }
             };
-            match gcra.check() {
-                Ok(()) => taken += 1,
-                Err(not_until) => tokio::time::sleep_until(not_until.earliest_possible().0).await,
-            }
+            tokio::time::sleep_until(until).await;
         }
     }
 
@@ -140,7 +172,8 @@ impl RateLimiter {
     /// call made before the last slow-down step, its calls are spaced twice as far apart.
     /// ("Made before" is judged by whether any call was let through since that step: a
     /// call slower than the pause whose 429 lands after a newer call was let through
-    /// counts as one more step, which errs on the slow side.)
+    /// counts as one more step, which errs on the slow side.) Urgent calls wait out the
+    /// pause too: the 429 is about the account, not about who calls.
     pub fn throttled(&self, method: &'static str, retry_after: Option<Duration>) {
         let Some(limiter) = self.find(method) else {
             return;
@@ -150,13 +183,16 @@ impl RateLimiter {
             return;
         }
         let now = Instant::now();
-        let mut throttle = limiter.throttle();
-        self.recover(limiter, &mut throttle, now);
+        let mut state = limiter.state();
+        self.recover(limiter, &mut state.throttle, now);
         let limited = limiter.gcra.is_some();
-        let Some(pause) = throttle.throttled(&self.backoff, retry_after, limited, now) else {
+        let Some(pause) = state
+            .throttle
+            .throttled(&self.backoff, retry_after, limited, now)
+        else {
             return;
         };
-        let slowdown = throttle.slowdown();
+        let slowdown = state.throttle.slowdown();
         if limited {
             limiter.slowdown_gauge.set(i64::from(slowdown));
         }
@@ -171,9 +207,9 @@ impl RateLimiter {
     /// How many times slower than configured `method` runs now (1 = the configured rate).
     pub fn slowdown(&self, method: &str) -> u32 {
         self.find(method).map_or(1, |limiter| {
-            let mut throttle = limiter.throttle();
-            self.recover(limiter, &mut throttle, Instant::now());
-            throttle.slowdown()
+            let mut state = limiter.state();
+            self.recover(limiter, &mut state.throttle, Instant::now());
+            state.throttle.slowdown()
         })
     }
 
@@ -197,8 +233,27 @@ impl RateLimiter {
 }
 
 impl MethodLimiter {
-    fn throttle(&self) -> MutexGuard<'_, Throttle> {
-        self.throttle.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// Takes a cell for the head of a line: `Ok(true)` when that was the last cell its
+    /// call needs, `Ok(false)` when it needs more, else when the next one is due. A call
+    /// is granted only as it takes a cell, so no span holds more calls than cells.
+    fn take(&mut self, gcra: Option<&Gcra>) -> Result<bool, Instant> {
+        let Some(gcra) = gcra else {
+            return Ok(true);
+        };
+        gcra.check()
+            .map_err(|not_until| not_until.earliest_possible().0)?;
+        self.banked += 1;
+        if self.banked < self.throttle.slowdown() {
+            return Ok(false);
+        }
+        self.banked = 0;
+        Ok(true)
     }
 }
 
@@ -216,3 +271,5 @@ impl Drop for WaitTimer<'_> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_priority;

@@ -12,7 +12,9 @@ use super::context::WorkerContext;
 use super::once::{self, Gate};
 use crate::job::{Job, JobKind};
 use crate::metrics::{CallLabels, MethodLabels, Metrics, transient_reason};
-use crate::pushwoosh::{HttpAnswer, RateLimiter, TransportError, Verdict, classify, request};
+use crate::pushwoosh::{
+    HttpAnswer, Priority, RateLimiter, TransportError, Verdict, classify, request,
+};
 use crate::result_event::BatchInfo;
 
 /// Why a job was not called.
@@ -52,7 +54,7 @@ pub(super) async fn call(
     tokio::select! {
         biased;
         () = ctx.hand_back.cancelled() => return Err(NotCalled::Stopping),
-        () = ctx.limiter.acquire(method) => {}
+        () = ctx.limiter.acquire(method, Priority::Bulk) => {}
     }
     match once::gate(ctx, job, owner).await {
         Gate::Go => {}
