@@ -1,11 +1,13 @@
 //! The client-side rate limiter, one per process and shared by every job: each Pushwoosh
-//! method gets its calls per minute (a GCRA from `governor`, on tokio's clock: `clock`),
-//! and a call waits for a slot instead of failing. Urgent calls (one-time codes) never
-//! wait behind bulk ones: they are first in line for the method's next slot (`lanes`). A
-//! 429 pauses every caller of that method and spaces its calls further apart; the spacing
-//! comes back step by step once the 429s stop (`throttle`).
+//! method gets its calls per minute (a GCRA on tokio's clock, `cells`), and a call waits
+//! for a slot instead of failing. Urgent calls (one-time codes) never wait behind bulk
+//! ones: they are first in line for the method's next slot (`lanes`), and may be given a
+//! reserve of the budget that bulk calls cannot use up (`budget`). A 429 pauses every
+//! caller of that method and spaces its calls further apart; the spacing comes back step
+//! by step once the 429s stop (`throttle`).
 
-mod clock;
+mod budget;
+mod cells;
 mod lanes;
 mod throttle;
 
@@ -18,19 +20,24 @@ use prometheus_client::metrics::histogram::Histogram;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use self::clock::Gcra;
+use self::budget::{Budget, Quota};
 use self::lanes::Lanes;
 use self::throttle::{Backoff, Throttle};
 use crate::job::JobKind;
 use crate::metrics::{MethodLabels, Metrics};
 use crate::settings::RateLimitSettings;
 
+/// The largest share `with_reserve` keeps for urgent calls: bulk calls always keep a main
+/// stream of their own.
+const MAX_RESERVE: f64 = 0.9;
+
 /// Which line a call waits in for its method's slot. Urgent calls come first without
 /// limit, so urgent traffic beyond a method's budget leaves bulk calls nothing: it is for
 /// what must not wait (one-time codes), not for whatever is in a hurry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
-    /// First in line: takes the method's next free slot whatever bulk calls wait.
+    /// First in line: takes the method's next free slot whatever bulk calls wait, and may
+    /// take the reserve's last cell.
     Urgent,
     /// Takes no slot while an urgent call waits for one.
     Bulk,
@@ -47,7 +54,7 @@ struct MethodLimiter {
     kind: JobKind,
     method: &'static str,
     /// `None`: no client-side limit for this method, only the pause after a 429.
-    gcra: Option<Gcra>,
+    quota: Option<Quota>,
     lanes: Lanes,
     state: Mutex<State>,
     wait: Histogram,
@@ -57,6 +64,8 @@ struct MethodLimiter {
 
 struct State {
     throttle: Throttle,
+    /// `Some` exactly when `quota` is.
+    budget: Option<Budget>,
     /// Cells taken towards the call at the head of a line: after a 429 a call costs
     /// `slowdown` of them. They belong to the method, not to the caller, so that a head
     /// that gives up or yields to an urgent caller leaves them to the next one.
@@ -73,13 +82,15 @@ impl RateLimiter {
                 let labels = MethodLabels { method };
                 let slowdown_gauge = metrics.rate_limit_slowdown.get_or_create(&labels).clone();
                 slowdown_gauge.set(1);
+                let quota = Quota::of(settings, *kind);
                 MethodLimiter {
                     kind: *kind,
                     method,
-                    gcra: clock::gcra(settings, *kind),
+                    quota,
                     lanes: Lanes::new(),
                     state: Mutex::new(State {
                         throttle: Throttle::new(now),
+                        budget: quota.map(|q| Budget::new(&q, 0.0, now)),
                         banked: 0,
                     }),
                     wait: metrics.rate_limit_wait.get_or_create(&labels).clone(),
@@ -91,7 +102,7 @@ impl RateLimiter {
         if settings.enabled {
             let limits: Vec<String> = methods
                 .iter()
-                .map(|m| match m.gcra {
+                .map(|m| match m.quota {
                     Some(_) => format!(
                         "{}={:.1}/min",
                         m.method,
@@ -116,14 +127,60 @@ impl RateLimiter {
         }
     }
 
+    /// Keeps `share` (clamped to [0, 0.9]; NaN counts as 0) of each limited method's
+    /// calls a minute for urgent calls, so that an urgent call usually finds a slot at
+    /// once instead of within one slot interval. Bulk calls cannot use the reserve up:
+    /// they take a reserve cell only when the reserve holds two. They still get whatever
+    /// urgent calls leave of it, so without urgent traffic bulk calls lose less than one
+    /// call a minute; both together never exceed the limit of `new`. A method whose
+    /// limit cannot spare one whole call a minute (and one for bulk) gets no reserve. Meant
+    /// for a limiter just built: it starts each method's budget afresh.
+    pub fn with_reserve(mut self, share: f64) -> Self {
+        let share = if share.is_nan() {
+            0.0
+        } else {
+            share.clamp(0.0, MAX_RESERVE)
+        };
+        let now = Instant::now();
+        for limiter in &mut self.methods {
+            let Some(quota) = limiter.quota else {
+                continue;
+            };
+            let state = limiter
+                .state
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            state.budget = Some(Budget::new(&quota, share, now));
+            state.banked = 0;
+        }
+        if self.enabled && share > 0.0 {
+            let reserves: Vec<String> = self
+                .methods
+                .iter()
+                .filter(|m| m.quota.is_some())
+                .map(|m| format!("{}={}/min", m.method, self.urgent_reserve(m.method)))
+                .collect();
+            info!(
+                share,
+                reserves = reserves.join(", "),
+                "urgent calls have a reserve of each method's budget"
+            );
+        }
+        self
+    }
+
     /// Waits for a slot for one call of `method` (e.g. "createMessage"); never fails.
     ///
     /// An urgent call never waits behind bulk calls: from the moment it is inside, the
-    /// bulk head takes no cell, so the method's next free cell is the urgent call's. That
-    /// cell is at most one slot interval away (the method's period, times the slow-down
-    /// after 429s, which is how many cells a call then takes): the bulk call that took the
-    /// last one cannot have taken the next as well. Add the urgent calls ahead of it in
-    /// its own line, and a 429's pause, which holds both.
+    /// bulk head takes no cell, so the method's next free cell is the urgent call's.
+    /// Without a reserve that cell is at most one slot interval away (the method's period,
+    /// times the slow-down after 429s, which is how many cells a call then takes): the
+    /// bulk call that took the last one cannot have taken the next as well. With a
+    /// reserve (`with_reserve`) an urgent call usually does not wait at all: bulk calls
+    /// never take the reserve's last cell, so one is there unless urgent calls took it in
+    /// the last reserve period (a minute over the reserve's calls a minute); then the wait
+    /// is at most the shorter of the main and reserve periods, times the slow-down. Add
+    /// the urgent calls ahead of it in its own line, and a 429's pause, which holds both.
     ///
     /// Cancellation-safe: a caller dropped while waiting loses its place in line; cells
     /// it already took (a call takes several after a 429) go to the next head.
@@ -153,13 +210,13 @@ impl RateLimiter {
                 self.recover(limiter, &mut state.throttle, now);
                 match state.throttle.paused(now) {
                     Some(until) => until,
-                    None => match state.take(limiter.gcra.as_ref()) {
+                    None => match state.take(priority, now) {
                         Ok(true) => {
                             state.throttle.granted();
                             return;
                         }
                         Ok(false) => continue,
-                        Err(not_before) => not_before,
+                        Err(wait) => now + wait,
                     },
                 }
             };
@@ -185,7 +242,7 @@ impl RateLimiter {
         let now = Instant::now();
         let mut state = limiter.state();
         self.recover(limiter, &mut state.throttle, now);
-        let limited = limiter.gcra.is_some();
+        let limited = limiter.quota.is_some();
         let Some(pause) = state
             .throttle
             .throttled(&self.backoff, retry_after, limited, now)
@@ -210,6 +267,13 @@ impl RateLimiter {
             let mut state = limiter.state();
             self.recover(limiter, &mut state.throttle, Instant::now());
             state.throttle.slowdown()
+        })
+    }
+
+    /// Calls a minute of `method` that only urgent calls can count on (0: no reserve).
+    pub fn urgent_reserve(&self, method: &str) -> u32 {
+        self.find(method).map_or(0, |limiter| {
+            limiter.state().budget.as_ref().map_or(0, Budget::reserved)
         })
     }
 
@@ -239,15 +303,14 @@ impl MethodLimiter {
 }
 
 impl State {
-    /// Takes a cell for the head of a line: `Ok(true)` when that was the last cell its
-    /// call needs, `Ok(false)` when it needs more, else when the next one is due. A call
-    /// is granted only as it takes a cell, so no span holds more calls than cells.
-    fn take(&mut self, gcra: Option<&Gcra>) -> Result<bool, Instant> {
-        let Some(gcra) = gcra else {
+    /// Takes a cell for the head of `priority`'s line: `Ok(true)` when that was the last
+    /// cell its call needs, `Ok(false)` when it needs more, else how long until the next.
+    /// A call is granted only as it takes a cell, so no span holds more calls than cells.
+    fn take(&mut self, priority: Priority, now: Instant) -> Result<bool, Duration> {
+        let Some(budget) = self.budget.as_mut() else {
             return Ok(true);
         };
-        gcra.check()
-            .map_err(|not_until| not_until.earliest_possible().0)?;
+        budget.take(priority, now)?;
         self.banked += 1;
         if self.banked < self.throttle.slowdown() {
             return Ok(false);
