@@ -79,7 +79,15 @@ impl Application {
             metrics.clone(),
             readiness.clone(),
         ));
-        let limiter = Arc::new(RateLimiter::new(&settings.rate_limit, metrics.clone()));
+        // The lanes' shares of every method's budget, kept for their jobs.
+        let reserve: f64 = settings
+            .lanes
+            .values()
+            .filter(|lane| lane.enabled)
+            .map(|lane| lane.share)
+            .sum();
+        let limiter =
+            Arc::new(RateLimiter::new(&settings.rate_limit, metrics.clone()).with_reserve(reserve));
         let batcher = Arc::new(Batcher::new(
             &settings.batch,
             Arc::new(client.clone()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Account, Ledger, SharedLimiter};
 use crate::metrics::Metrics;
-use crate::pushwoosh::RateLimiter;
+use crate::pushwoosh::{Priority, RateLimiter};
 use crate::settings::RateLimitSettings;
 
 pub enum CallLimiter {
@@ -30,9 +30,11 @@ impl CallLimiter {
     }
 
     /// Waits for a slot for one call of `method` made with `account`'s token; never fails.
-    pub async fn acquire(&self, account: &Account, method: &'static str) {
+    /// `priority` orders the per-process limiter's lines; the shared limiter has no
+    /// urgent lane, so there it changes nothing.
+    pub async fn acquire(&self, account: &Account, method: &'static str, priority: Priority) {
         match self {
-            Self::Local(limiter) => limiter.acquire(method).await,
+            Self::Local(limiter) => limiter.acquire(method, priority).await,
             Self::Shared(limiter) => drop(limiter.acquire(account, method).await),
         }
     }
@@ -60,7 +62,7 @@ mod tests {
     #[allow(dead_code)]
     async fn futures_are_send(limiter: &CallLimiter, ledger: &Ledger) {
         let account = Account::named("a");
-        is_send(&limiter.acquire(&account, "createMessage"));
+        is_send(&limiter.acquire(&account, "createMessage", Priority::Bulk));
         is_send(&limiter.throttled(&account, "createMessage", None));
         is_send(&ledger.claim(&[]));
         is_send(&ledger.record(&[]));

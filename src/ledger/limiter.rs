@@ -22,8 +22,8 @@ use super::round_trip::{Invocation, LuaScript};
 use super::{Account, Ledger, LedgerError};
 use crate::job::JobKind;
 use crate::metrics::{MethodLabels, Metrics};
-use crate::pushwoosh::RateLimiter;
 use crate::pushwoosh::limiter::WaitTimer;
+use crate::pushwoosh::{Priority, RateLimiter};
 use crate::settings::{OnUnavailable, RateLimitSettings};
 
 const ACQUIRE: &str = concat!(
@@ -174,7 +174,7 @@ impl SharedLimiter {
                     tokio::time::sleep(wait).await;
                 }
                 Err(_) if self.ledger.on_unavailable() == OnUnavailable::Send => {
-                    self.fallback.acquire(method).await;
+                    self.fallback.acquire(method, Priority::Bulk).await;
                     return Granted::Local;
                 }
                 Err(_) => {

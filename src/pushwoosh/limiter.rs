@@ -1,31 +1,47 @@
 //! The client-side rate limiter, one per process and shared by every job: each Pushwoosh
-//! method gets its calls per minute (a GCRA from `governor`, on tokio's clock), and a
-//! call waits for a slot instead of failing. A 429 pauses every caller of that method
-//! and spaces its calls further apart; the spacing comes back step by step once the 429s
-//! stop.
+//! method gets its calls per minute (a GCRA on tokio's clock, `cells`), and a call waits
+//! for a slot instead of failing. Urgent calls (one-time codes) never wait behind bulk
+//! ones: they are first in line for the method's next slot (`lanes`), and may be given a
+//! reserve of the budget that bulk calls cannot use up (`budget`). A 429 pauses every
+//! caller of that method and spaces its calls further apart; the spacing comes back step
+//! by step once the 429s stop (`throttle`).
 
-use std::num::NonZeroU32;
-use std::ops::Add;
+mod budget;
+mod cells;
+mod lanes;
+mod throttle;
+
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use governor::Quota;
-use governor::clock::{Clock, Reference};
-use governor::middleware::NoOpMiddleware;
-use governor::nanos::Nanos;
-use governor::state::{InMemoryState, NotKeyed};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use self::budget::{Budget, Quota};
+use self::lanes::Lanes;
+use self::throttle::{Backoff, Throttle};
 use crate::job::JobKind;
 use crate::metrics::{MethodLabels, Metrics};
 use crate::settings::RateLimitSettings;
 
-/// Pushwoosh's limits count calls per minute.
-const MINUTE: Duration = Duration::from_secs(60);
+/// The largest share `with_reserve` keeps for urgent calls: bulk calls always keep a main
+/// stream of their own.
+const MAX_RESERVE: f64 = 0.9;
+
+/// Which line a call waits in for its method's slot. Urgent calls come first without
+/// limit, so urgent traffic beyond a method's budget leaves bulk calls nothing: it is for
+/// what must not wait (one-time codes), not for whatever is in a hurry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// First in line: takes the method's next free slot whatever bulk calls wait, and may
+    /// take the reserve's last cell.
+    Urgent,
+    /// Takes no slot while an urgent call waits for one.
+    Bulk,
+}
 
 /// Every call of the process waits here for its method's slot.
 pub struct RateLimiter {
@@ -34,56 +50,30 @@ pub struct RateLimiter {
     backoff: Backoff,
 }
 
-/// What a 429 does, from `[rate_limit]`.
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    default_pause: Duration,
-    max_pause: Duration,
-    max_slowdown: u32,
-    recovery_interval: Duration,
-}
-
-type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Moment>>;
-
 struct MethodLimiter {
     kind: JobKind,
     method: &'static str,
     /// `None`: no client-side limit for this method, only the pause after a 429.
-    gcra: Option<Gcra>,
-    /// The waiters of this method, first come first served (tokio's semaphore is fair):
-    /// only the one at the head takes cells, so a job cannot be overtaken for ever by
-    /// luckier ones. Its one permit is the turn at the head of the line, held while that
-    /// caller waits for its slot and released when the slot is granted, before the call.
-    /// It guards no data: waiting in this line is the rate-limit wait itself.
-    line: tokio::sync::Semaphore,
-    throttle: Mutex<Throttle>,
+    quota: Option<Quota>,
+    lanes: Lanes,
+    state: Mutex<State>,
     wait: Histogram,
     throttled: Counter,
     slowdown_gauge: Gauge,
 }
 
-/// The state a 429 changes.
-#[derive(Debug)]
-struct Throttle {
-    /// Cells one call costs: 1 at the configured rate, doubled by each slow-down step.
-    slowdown: u32,
-    /// No call of this method is let through before then.
-    paused_until: Option<Instant>,
-    /// Recovery counts from here: the end of the last pause, or the last halving.
-    calm_since: Instant,
-    /// A call was let through since the last slow-down step. Without one, a 429 can only
-    /// answer a call made before that step: it is the same congestion, not a new one.
-    granted_since_step: bool,
+struct State {
+    throttle: Throttle,
+    /// `Some` exactly when `quota` is.
+    budget: Option<Budget>,
+    /// Cells taken towards the call at the head of a line: after a 429 a call costs
+    /// `slowdown` of them. They belong to the method, not to the caller, so that a head
+    /// that gives up or yields to an urgent caller leaves them to the next one.
+    banked: u32,
 }
 
 impl RateLimiter {
     pub fn new(settings: &RateLimitSettings, metrics: Arc<Metrics>) -> Self {
-        let backoff = Backoff {
-            default_pause: Duration::from_millis(settings.default_pause_ms),
-            max_pause: Duration::from_millis(settings.max_pause_ms),
-            max_slowdown: settings.max_slowdown.max(1),
-            recovery_interval: Duration::from_millis(settings.recovery_interval_ms.max(1)),
-        };
         let now = Instant::now();
         let methods: Vec<MethodLimiter> = JobKind::ALL
             .iter()
@@ -92,17 +82,16 @@ impl RateLimiter {
                 let labels = MethodLabels { method };
                 let slowdown_gauge = metrics.rate_limit_slowdown.get_or_create(&labels).clone();
                 slowdown_gauge.set(1);
+                let quota = Quota::of(settings, *kind);
                 MethodLimiter {
                     kind: *kind,
                     method,
-                    gcra: quota(settings, *kind)
-                        .map(|q| governor::RateLimiter::direct_with_clock(q, TokioClock)),
-                    line: tokio::sync::Semaphore::new(1),
-                    throttle: Mutex::new(Throttle {
-                        slowdown: 1,
-                        paused_until: None,
-                        calm_since: now,
-                        granted_since_step: true,
+                    quota,
+                    lanes: Lanes::new(),
+                    state: Mutex::new(State {
+                        throttle: Throttle::new(now),
+                        budget: quota.map(|q| Budget::new(&q, 0.0, now)),
+                        banked: 0,
                     }),
                     wait: metrics.rate_limit_wait.get_or_create(&labels).clone(),
                     throttled: metrics.rate_limit_throttled.get_or_create(&labels).clone(),
@@ -113,7 +102,7 @@ impl RateLimiter {
         if settings.enabled {
             let limits: Vec<String> = methods
                 .iter()
-                .map(|m| match m.gcra {
+                .map(|m| match m.quota {
                     Some(_) => format!(
                         "{}={:.1}/min",
                         m.method,
@@ -134,14 +123,68 @@ impl RateLimiter {
         Self {
             enabled: settings.enabled,
             methods,
-            backoff,
+            backoff: Backoff::new(settings),
         }
     }
 
+    /// Keeps `share` (clamped to [0, 0.9]; NaN counts as 0) of each limited method's
+    /// calls a minute for urgent calls, so that an urgent call usually finds a slot at
+    /// once instead of within one slot interval. Bulk calls cannot use the reserve up:
+    /// they take a reserve cell only when the reserve holds two. They still get whatever
+    /// urgent calls leave of it, so without urgent traffic bulk calls lose less than one
+    /// call a minute; both together never exceed the limit of `new`. A method whose
+    /// limit cannot spare one whole call a minute (and one for bulk) gets no reserve. Meant
+    /// for a limiter just built: it starts each method's budget afresh.
+    pub fn with_reserve(mut self, share: f64) -> Self {
+        let share = if share.is_nan() {
+            0.0
+        } else {
+            share.clamp(0.0, MAX_RESERVE)
+        };
+        let now = Instant::now();
+        for limiter in &mut self.methods {
+            let Some(quota) = limiter.quota else {
+                continue;
+            };
+            let state = limiter
+                .state
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            state.budget = Some(Budget::new(&quota, share, now));
+            state.banked = 0;
+        }
+        if self.enabled && share > 0.0 {
+            let reserves: Vec<String> = self
+                .methods
+                .iter()
+                .filter(|m| m.quota.is_some())
+                .map(|m| format!("{}={}/min", m.method, self.urgent_reserve(m.method)))
+                .collect();
+            info!(
+                share,
+                reserves = reserves.join(", "),
+                "urgent calls have a reserve of each method's budget"
+            );
+        }
+        self
+    }
+
     /// Waits for a slot for one call of `method` (e.g. "createMessage"); never fails.
-    /// Cancellation-safe: a caller dropped while waiting loses nothing but its place in
-    /// line (and the cells it already took, which only makes the limiter stricter).
-    pub async fn acquire(&self, method: &'static str) {
+    ///
+    /// An urgent call never waits behind bulk calls: from the moment it is inside, the
+    /// bulk head takes no cell, so the method's next free cell is the urgent call's.
+    /// Without a reserve that cell is at most one slot interval away (the method's period,
+    /// times the slow-down after 429s, which is how many cells a call then takes): the
+    /// bulk call that took the last one cannot have taken the next as well. With a
+    /// reserve (`with_reserve`) an urgent call usually does not wait at all: bulk calls
+    /// never take the reserve's last cell, so one is there unless urgent calls took it in
+    /// the last reserve period (a minute over the reserve's calls a minute); then the wait
+    /// is at most the shorter of the main and reserve periods, times the slow-down. Add
+    /// the urgent calls ahead of it in its own line, and a 429's pause, which holds both.
+    ///
+    /// Cancellation-safe: a caller dropped while waiting loses its place in line; cells
+    /// it already took (a call takes several after a 429) go to the next head.
+    pub async fn acquire(&self, method: &'static str, priority: Priority) {
         if !self.enabled {
             return;
         }
@@ -152,31 +195,32 @@ impl RateLimiter {
             histogram: &limiter.wait,
             started: Instant::now(),
         };
-        // Never closed, so never an error.
-        let _turn = limiter.line.acquire().await;
-        let mut taken = 0u32;
+        let _inside = limiter.lanes.enter(priority);
+        let _turn = limiter.lanes.turn(priority).await;
         loop {
-            let now = Instant::now();
-            let (paused_until, slowdown) = {
-                let mut throttle = limiter.throttle();
-                self.recover(limiter, &mut throttle, now);
-                (
-                    throttle.paused_until.filter(|until| *until > now),
-                    throttle.slowdown,
-                )
-            };
-            if let Some(until) = paused_until {
-                tokio::time::sleep_until(until).await;
+            if priority == Priority::Bulk
+                && let Some(urgent_gone) = limiter.lanes.urgent_ahead()
+            {
+                urgent_gone.await;
                 continue;
             }
-            let Some(gcra) = limiter.gcra.as_ref().filter(|_| taken < slowdown) else {
-                limiter.throttle().granted_since_step = true;
-                return;
+            let now = Instant::now();
+            let until = {
+                let mut state = limiter.state();
+                self.recover(limiter, &mut state.throttle, now);
+                match state.throttle.paused(now) {
+                    Some(until) => until,
+                    None => match state.take(priority, now) {
+                        Ok(true) => {
+                            state.throttle.granted();
+                            return;
+                        }
+                        Ok(false) => continue,
+                        Err(wait) => now + wait,
+                    },
+                }
             };
-            match gcra.check() {
-                Ok(()) => taken += 1,
-                Err(not_until) => tokio::time::sleep_until(not_until.earliest_possible().0).await,
-            }
+            tokio::time::sleep_until(until).await;
         }
     }
 
@@ -185,7 +229,8 @@ impl RateLimiter {
     /// call made before the last slow-down step, its calls are spaced twice as far apart.
     /// ("Made before" is judged by whether any call was let through since that step: a
     /// call slower than the pause whose 429 lands after a newer call was let through
-    /// counts as one more step, which errs on the slow side.)
+    /// counts as one more step, which errs on the slow side.) Urgent calls wait out the
+    /// pause too: the 429 is about the account, not about who calls.
     pub fn throttled(&self, method: &'static str, retry_after: Option<Duration>) {
         let Some(limiter) = self.find(method) else {
             return;
@@ -195,29 +240,23 @@ impl RateLimiter {
             return;
         }
         let now = Instant::now();
-        let pause = retry_after
-            .unwrap_or(self.backoff.default_pause)
-            .min(self.backoff.max_pause);
-        let until = now + pause;
-        let mut throttle = limiter.throttle();
-        self.recover(limiter, &mut throttle, now);
-        throttle.paused_until = Some(throttle.paused_until.map_or(until, |p| p.max(until)));
-        throttle.calm_since = throttle.calm_since.max(until);
-        if !throttle.granted_since_step {
+        let mut state = limiter.state();
+        self.recover(limiter, &mut state.throttle, now);
+        let limited = limiter.quota.is_some();
+        let Some(pause) = state
+            .throttle
+            .throttled(&self.backoff, retry_after, limited, now)
+        else {
             return;
-        }
-        throttle.granted_since_step = false;
-        if limiter.gcra.is_some() {
-            throttle.slowdown = throttle
-                .slowdown
-                .saturating_mul(2)
-                .min(self.backoff.max_slowdown);
-            limiter.slowdown_gauge.set(i64::from(throttle.slowdown));
+        };
+        let slowdown = state.throttle.slowdown();
+        if limited {
+            limiter.slowdown_gauge.set(i64::from(slowdown));
         }
         warn!(
             method,
             pause_ms = pause.as_millis() as u64,
-            slowdown = throttle.slowdown,
+            slowdown,
             "Pushwoosh answered 429: every {method} call of this process waits, then goes slower"
         );
     }
@@ -225,9 +264,16 @@ impl RateLimiter {
     /// How many times slower than configured `method` runs now (1 = the configured rate).
     pub fn slowdown(&self, method: &str) -> u32 {
         self.find(method).map_or(1, |limiter| {
-            let mut throttle = limiter.throttle();
-            self.recover(limiter, &mut throttle, Instant::now());
-            throttle.slowdown
+            let mut state = limiter.state();
+            self.recover(limiter, &mut state.throttle, Instant::now());
+            state.throttle.slowdown()
+        })
+    }
+
+    /// Calls a minute of `method` that only urgent calls can count on (0: no reserve).
+    pub fn urgent_reserve(&self, method: &str) -> u32 {
+        self.find(method).map_or(0, |limiter| {
+            limiter.state().budget.as_ref().map_or(0, Budget::reserved)
         })
     }
 
@@ -235,25 +281,13 @@ impl RateLimiter {
         self.methods.iter().find(|m| m.method == method)
     }
 
-    /// Halves the slow-down for each full `recovery_interval` without a 429.
+    /// Lets the slow-down recover, and shows it.
     fn recover(&self, limiter: &MethodLimiter, throttle: &mut Throttle, now: Instant) {
-        if throttle.slowdown <= 1 || now < throttle.calm_since {
+        if !throttle.recover(&self.backoff, now) {
             return;
         }
-        let interval = self.backoff.recovery_interval;
-        let periods = now.duration_since(throttle.calm_since).as_nanos() / interval.as_nanos();
-        if periods == 0 {
-            return;
-        }
-        let halvings = u32::try_from(periods).unwrap_or(u32::MAX).min(31);
-        throttle.slowdown = (throttle.slowdown >> halvings).max(1);
-        throttle.calm_since = if throttle.slowdown == 1 {
-            now
-        } else {
-            throttle.calm_since + interval * halvings
-        };
-        limiter.slowdown_gauge.set(i64::from(throttle.slowdown));
-        if throttle.slowdown == 1 {
+        limiter.slowdown_gauge.set(i64::from(throttle.slowdown()));
+        if throttle.slowdown() == 1 {
             info!(
                 method = limiter.method,
                 "no 429 for a while: back to the configured rate"
@@ -263,22 +297,27 @@ impl RateLimiter {
 }
 
 impl MethodLimiter {
-    fn throttle(&self) -> MutexGuard<'_, Throttle> {
-        self.throttle.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// The method's share of the account's limit in this process, or `None` for no limit.
-/// Calls are spaced `(60 s + window_slack) * replicas / per_minute` apart.
-fn quota(settings: &RateLimitSettings, kind: JobKind) -> Option<Quota> {
-    let per_minute = settings.per_minute(kind);
-    if per_minute == 0 {
-        return None;
+impl State {
+    /// Takes a cell for the head of `priority`'s line: `Ok(true)` when that was the last
+    /// cell its call needs, `Ok(false)` when it needs more, else how long until the next.
+    /// A call is granted only as it takes a cell, so no span holds more calls than cells.
+    fn take(&mut self, priority: Priority, now: Instant) -> Result<bool, Duration> {
+        let Some(budget) = self.budget.as_mut() else {
+            return Ok(true);
+        };
+        budget.take(priority, now)?;
+        self.banked += 1;
+        if self.banked < self.throttle.slowdown() {
+            return Ok(false);
+        }
+        self.banked = 0;
+        Ok(true)
     }
-    let minute = MINUTE + Duration::from_millis(settings.window_slack_ms);
-    let period = minute.checked_mul(settings.replicas.max(1))? / per_minute;
-    let burst = NonZeroU32::new(settings.burst).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(period).map(|q| q.allow_burst(burst))
 }
 
 /// Records how long a caller waited, also when it was cancelled while waiting.
@@ -293,38 +332,7 @@ impl Drop for WaitTimer<'_> {
     }
 }
 
-/// governor on tokio's clock, so that paused test time drives the limiter too.
-#[derive(Debug, Clone, Copy)]
-struct TokioClock;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Moment(Instant);
-
-impl Add<Nanos> for Moment {
-    type Output = Self;
-
-    fn add(self, other: Nanos) -> Self {
-        Self(self.0 + Duration::from(other))
-    }
-}
-
-impl Reference for Moment {
-    fn duration_since(&self, earlier: Self) -> Nanos {
-        self.0.saturating_duration_since(earlier.0).into()
-    }
-
-    fn saturating_sub(&self, duration: Nanos) -> Self {
-        Self(self.0.checked_sub(duration.into()).unwrap_or(self.0))
-    }
-}
-
-impl Clock for TokioClock {
-    type Instant = Moment;
-
-    fn now(&self) -> Moment {
-        Moment(Instant::now())
-    }
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_priority;

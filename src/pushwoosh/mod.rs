@@ -8,4 +8,4 @@ pub mod request;
 
 pub use classify::{Verdict, classify};
 pub use client::{HttpAnswer, PushwooshClient, TransportError};
-pub use limiter::RateLimiter;
+pub use limiter::{Priority, RateLimiter};

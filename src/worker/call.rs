@@ -59,7 +59,7 @@ pub(super) async fn call(
         biased;
         () = ctx.hand_back.cancelled() => return Err(NotCalled::Stopping),
         () = deadline.passes() => return Err(NotCalled::Expired),
-        () = ctx.limiter.acquire(method) => {}
+        () = ctx.limiter.acquire(method, ctx.lane.priority()) => {}
     }
     match once::gate(ctx, job, owner).await {
         Gate::Go => {}

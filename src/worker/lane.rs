@@ -17,6 +17,7 @@ use super::consumer::{BROKER_WAIT, ConsumerSetup, connection_name};
 use super::context::WorkerContext;
 use super::process::process;
 use crate::broker::{Publisher, Topology};
+use crate::pushwoosh::Priority;
 use crate::settings::Settings;
 
 #[derive(Debug, Clone)]
@@ -68,6 +69,15 @@ impl Lane {
     /// A lane of its own: first in line at the rate limiter, never waiting for a batch.
     pub fn is_urgent(&self) -> bool {
         self.name.is_some()
+    }
+
+    /// A lane's jobs come first at the rate limiter, within their reserved share.
+    pub fn priority(&self) -> Priority {
+        if self.is_urgent() {
+            Priority::Urgent
+        } else {
+            Priority::Bulk
+        }
     }
 }
 

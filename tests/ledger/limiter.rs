@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use pushwoosh_worker::ledger::{Account, CallLimiter, Granted, SharedLimiter};
 use pushwoosh_worker::metrics::Metrics;
+use pushwoosh_worker::pushwoosh::Priority;
 use pushwoosh_worker::settings::RateLimitSettings;
 use secrecy::SecretString;
 
@@ -210,7 +211,9 @@ async fn a_method_without_a_figure_still_pauses_after_a_429() {
 async fn without_a_ledger_the_per_process_limiter_is_used() {
     let local = CallLimiter::new(&limits(|_| {}), None, Arc::new(Metrics::new()));
     assert!(matches!(local, CallLimiter::Local(_)));
-    local.acquire(&Account::named("any"), METHOD).await;
+    local
+        .acquire(&Account::named("any"), METHOD, Priority::Bulk)
+        .await;
     local
         .throttled(
             &Account::named("any"),

@@ -6,23 +6,23 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep, timeout};
 
-use super::RateLimiter;
+use super::{Priority, RateLimiter};
 use crate::metrics::Metrics;
 use crate::settings::RateLimitSettings;
 
-const PUSH: &str = "createMessage";
+pub(super) const PUSH: &str = "createMessage";
 const SMS: &str = "createSMSMessage";
 const SECOND: Duration = Duration::from_secs(1);
 
 /// The defaults, without the slack, so that 600/min is exactly one call per 100 ms.
-fn exact() -> RateLimitSettings {
+pub(super) fn exact() -> RateLimitSettings {
     RateLimitSettings {
         window_slack_ms: 0,
         ..RateLimitSettings::default()
     }
 }
 
-fn limiter(settings: &RateLimitSettings) -> (Arc<RateLimiter>, Arc<Metrics>) {
+pub(super) fn limiter(settings: &RateLimitSettings) -> (Arc<RateLimiter>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     (
         Arc::new(RateLimiter::new(settings, metrics.clone())),
@@ -31,7 +31,7 @@ fn limiter(settings: &RateLimitSettings) -> (Arc<RateLimiter>, Arc<Metrics>) {
 }
 
 /// Grant times (since `start`) of `tasks` callers of `method` that acquire in a loop.
-struct Callers {
+pub(super) struct Callers {
     grants: Arc<Mutex<Vec<Duration>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -43,6 +43,16 @@ impl Callers {
         tasks: usize,
         start: Instant,
     ) -> Self {
+        Self::spawn_at(limiter, method, Priority::Bulk, tasks, start)
+    }
+
+    pub(super) fn spawn_at(
+        limiter: &Arc<RateLimiter>,
+        method: &'static str,
+        priority: Priority,
+        tasks: usize,
+        start: Instant,
+    ) -> Self {
         let grants = Arc::new(Mutex::new(Vec::new()));
         let tasks = (0..tasks)
             .map(|_| {
@@ -50,7 +60,7 @@ impl Callers {
                 let grants = grants.clone();
                 tokio::spawn(async move {
                     loop {
-                        limiter.acquire(method).await;
+                        limiter.acquire(method, priority).await;
                         grants.lock().unwrap().push(start.elapsed());
                     }
                 })
@@ -60,7 +70,7 @@ impl Callers {
     }
 
     /// Stops the callers; the sorted grant times.
-    fn stop(self) -> Vec<Duration> {
+    pub(super) fn stop(self) -> Vec<Duration> {
         for task in &self.tasks {
             task.abort();
         }
@@ -70,13 +80,13 @@ impl Callers {
     }
 }
 
-fn between(grants: &[Duration], from: Duration, to: Duration) -> usize {
+pub(super) fn between(grants: &[Duration], from: Duration, to: Duration) -> usize {
     grants.iter().filter(|t| **t >= from && **t < to).count()
 }
 
 /// The most grants in any 60-second window `[t, t + 60 s)`, as Pushwoosh's (and the
 /// sandbox's) sliding minute counts them.
-fn busiest_minute(grants: &[Duration]) -> usize {
+pub(super) fn busiest_minute(grants: &[Duration]) -> usize {
     let minute = Duration::from_secs(60);
     let mut end = 0;
     let mut most = 0;
@@ -94,7 +104,7 @@ fn secs(s: f64) -> Duration {
 }
 
 /// A sample's value from the Prometheus text, e.g. `rate_limit_slowdown{method="createMessage"}`.
-fn sample(metrics: &Metrics, name_and_labels: &str) -> f64 {
+pub(super) fn sample(metrics: &Metrics, name_and_labels: &str) -> f64 {
     let text = metrics.render();
     let prefix = format!("pushwoosh_worker_{name_and_labels} ");
     text.lines()
@@ -181,7 +191,7 @@ async fn a_429_pauses_every_caller_of_the_method_then_halves_its_rate() {
 #[tokio::test(start_paused = true)]
 async fn several_429s_from_calls_in_flight_count_as_one_step() {
     let (limiter, _) = limiter(&exact());
-    limiter.acquire(PUSH).await;
+    limiter.acquire(PUSH, Priority::Bulk).await;
     // Five calls were in flight; all five answer 429 together.
     for _ in 0..5 {
         limiter.throttled(PUSH, None);
@@ -192,13 +202,13 @@ async fn several_429s_from_calls_in_flight_count_as_one_step() {
     limiter.throttled(PUSH, Some(Duration::ZERO));
     assert_eq!(limiter.slowdown(PUSH), 2);
     // A call made at the slower rate that is refused too: one more step.
-    limiter.acquire(PUSH).await;
+    limiter.acquire(PUSH, Priority::Bulk).await;
     limiter.throttled(PUSH, None);
     limiter.throttled(PUSH, None);
     assert_eq!(limiter.slowdown(PUSH), 4);
     // Never slower than max_slowdown.
     for _ in 0..10 {
-        limiter.acquire(PUSH).await;
+        limiter.acquire(PUSH, Priority::Bulk).await;
         limiter.throttled(PUSH, Some(Duration::ZERO));
     }
     assert_eq!(limiter.slowdown(PUSH), 16);
@@ -208,7 +218,7 @@ async fn several_429s_from_calls_in_flight_count_as_one_step() {
 async fn the_rate_recovers_step_by_step_without_429s() {
     let (limiter, _) = limiter(&exact());
     for _ in 0..3 {
-        limiter.acquire(PUSH).await;
+        limiter.acquire(PUSH, Priority::Bulk).await;
         limiter.throttled(PUSH, None);
     }
     assert_eq!(limiter.slowdown(PUSH), 8);
@@ -221,7 +231,7 @@ async fn the_rate_recovers_step_by_step_without_429s() {
     sleep(Duration::from_secs(10)).await;
     assert_eq!(limiter.slowdown(PUSH), 2);
     // A 429 in the meantime starts the count again, and (with a call made) slows down.
-    limiter.acquire(PUSH).await;
+    limiter.acquire(PUSH, Priority::Bulk).await;
     limiter.throttled(PUSH, None);
     assert_eq!(limiter.slowdown(PUSH), 4);
     sleep(Duration::from_secs(31)).await;
@@ -243,10 +253,10 @@ async fn a_disabled_limiter_never_waits_but_counts_429s() {
     });
     let start = Instant::now();
     for _ in 0..10_000 {
-        limiter.acquire(PUSH).await;
+        limiter.acquire(PUSH, Priority::Bulk).await;
     }
     limiter.throttled(PUSH, Some(Duration::from_secs(30)));
-    limiter.acquire(PUSH).await;
+    limiter.acquire(PUSH, Priority::Bulk).await;
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(limiter.slowdown(PUSH), 1);
     assert_eq!(
@@ -280,15 +290,15 @@ async fn unlimited_methods_never_wait_but_a_429_pauses_them() {
     let (limiter, _) = limiter(&exact());
     let start = Instant::now();
     for _ in 0..10_000 {
-        limiter.acquire("cancelMessage").await;
+        limiter.acquire("cancelMessage", Priority::Bulk).await;
     }
     assert_eq!(start.elapsed(), Duration::ZERO);
     limiter.throttled("cancelMessage", None);
-    limiter.acquire("cancelMessage").await;
+    limiter.acquire("cancelMessage", Priority::Bulk).await;
     // rate_limit.default_pause_ms, and no slow-down to apply to an unlimited rate.
     assert_eq!(start.elapsed(), SECOND);
     assert_eq!(limiter.slowdown("cancelMessage"), 1);
-    limiter.acquire("cancelMessage").await;
+    limiter.acquire("cancelMessage", Priority::Bulk).await;
     assert_eq!(start.elapsed(), SECOND);
 }
 
@@ -300,7 +310,7 @@ async fn a_retry_after_is_capped_by_max_pause() {
     });
     let start = Instant::now();
     limiter.throttled("getMessageDetails", Some(Duration::from_secs(3600)));
-    limiter.acquire("getMessageDetails").await;
+    limiter.acquire("getMessageDetails", Priority::Bulk).await;
     assert_eq!(start.elapsed(), Duration::from_secs(5));
 }
 
@@ -308,13 +318,13 @@ async fn a_retry_after_is_capped_by_max_pause() {
 async fn a_waiter_that_gives_up_loses_no_slot_and_the_line_keeps_its_order() {
     let (limiter, _) = limiter(&exact());
     let start = Instant::now();
-    limiter.acquire(PUSH).await; // the slot at 0 ms
+    limiter.acquire(PUSH, Priority::Bulk).await; // the slot at 0 ms
     let order = Arc::new(Mutex::new(Vec::new()));
     let waiter = |name: &'static str, give_up: Option<Duration>| {
         let limiter = limiter.clone();
         let order = order.clone();
         tokio::spawn(async move {
-            let acquire = limiter.acquire(PUSH);
+            let acquire = limiter.acquire(PUSH, Priority::Bulk);
             match give_up {
                 Some(after) => {
                     assert!(timeout(after, acquire).await.is_err(), "{name} gave up");
@@ -350,7 +360,7 @@ async fn the_time_spent_waiting_shows_in_the_metrics() {
     let calls: Vec<_> = (0..11)
         .map(|_| {
             let limiter = limiter.clone();
-            tokio::spawn(async move { limiter.acquire(PUSH).await })
+            tokio::spawn(async move { limiter.acquire(PUSH, Priority::Bulk).await })
         })
         .collect();
     for call in calls {

@@ -44,7 +44,7 @@ use super::process::Answered;
 use crate::job::{Job, JobKind};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
-use crate::pushwoosh::{RateLimiter, request};
+use crate::pushwoosh::{Priority, RateLimiter, request};
 use crate::result_event::BatchInfo;
 use crate::settings::BatchSettings;
 
@@ -99,7 +99,7 @@ struct Shared {
 impl Shared {
     /// Waits for a slot in the createMessage rate limit.
     async fn slot(&self) {
-        self.limiter.acquire(METHOD).await;
+        self.limiter.acquire(METHOD, Priority::Bulk).await;
     }
 }
 
