@@ -589,3 +589,39 @@ async fn the_retry_budget_holds_while_the_breaker_is_open() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_urgent_push_is_next_at_the_rate_limiter_behind_a_saturating_campaign() {
+    const CAMPAIGN: usize = 20;
+    let mut app = TestApp::spawn_with(|s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.burst = 1;
+        // One call a second, and every campaign job a call of its own.
+        s.rate_limit.create_message_per_minute = 60;
+        s.batch.enabled = false;
+    })
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["P"]})))
+        .mount(&app.mock)
+        .await;
+    for n in 0..CAMPAIGN {
+        app.publish_job(&push_job(&format!("campaign-{n}"))).await;
+    }
+    publish_to(&app, "urgent.driver", &push_job("urgent-push")).await;
+    let mut before = 0;
+    loop {
+        let r = app.next_result(WAIT).await.body;
+        if r["job_id"] == "urgent-push" {
+            assert_eq!(r["outcome"], "ok", "{r}");
+            break;
+        }
+        before += 1;
+    }
+    // The campaign's calls already under way or granted when it came; never the line.
+    assert!(
+        before <= 2,
+        "the urgent push waited for {before} of the campaign's {CAMPAIGN} calls"
+    );
+    app.stop().await;
+}
