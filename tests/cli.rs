@@ -17,6 +17,25 @@ fn bin() -> Command {
     cmd
 }
 
+/// `publish ARGS -` against the test's worker, `jobs` on its stdin.
+async fn publish(app: &TestApp, args: &[&str], jobs: &str) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
+    cmd.arg("publish").args(args).arg("-");
+    common::point_at_test_names(&mut cmd, &app.settings);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(jobs.as_bytes()).await.unwrap();
+    drop(stdin);
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 #[test]
 fn validate_prints_each_problem_with_its_location_and_fails() {
     let dir = std::env::temp_dir().join(format!("pww-cli-{}", std::process::id()));
@@ -77,25 +96,7 @@ async fn publish_wait_prints_each_result_and_exits_by_outcome() {
         .respond_with(ok_answer(json!({"Messages": ["P-1"]})))
         .mount(&app.mock)
         .await;
-    let run = |jobs: &'static str| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
-        cmd.args(["publish", "--wait", "--timeout-secs", "20", "-"]);
-        common::point_at_test_names(&mut cmd, &app.settings);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        async move {
-            let mut child = cmd.spawn().unwrap();
-            use tokio::io::AsyncWriteExt;
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(jobs.as_bytes()).await.unwrap();
-            drop(stdin);
-            tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
+    let run = |jobs: &'static str| publish(&app, &["--wait", "--timeout-secs", "20"], jobs);
     let out = run(concat!(
         r#"{"id":"p1","kind":"push","application":"A-B","notifications":[{"send_date":"now","content":"1"}]}"#, "\n",
         r#"{"id":"p2","kind":"push","application":"A-B","notifications":[{"send_date":"now","content":"2"}]}"#, "\n",
@@ -150,25 +151,7 @@ async fn publish_knows_the_urgent_lane_and_deadlines() {
         .respond_with(ok_answer(json!({"Messages": ["S-1"]})))
         .mount(&app.mock)
         .await;
-    let run = |args: &'static [&'static str], jobs: &'static str| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
-        cmd.arg("publish").args(args).arg("-");
-        common::point_at_test_names(&mut cmd, &app.settings);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        async move {
-            let mut child = cmd.spawn().unwrap();
-            use tokio::io::AsyncWriteExt;
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(jobs.as_bytes()).await.unwrap();
-            drop(stdin);
-            tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
+    let run = |args: &'static [&'static str], jobs: &'static str| publish(&app, args, jobs);
     // A bad expires_at: nothing is published, and the message says where and why.
     let out = run(
         &["--wait", "--timeout-secs", "20"],

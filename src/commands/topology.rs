@@ -273,45 +273,29 @@ async fn look(api: &Management, declaration: &Declaration) -> anyhow::Result<Fin
             exchange,
             routing_key,
         } => {
-            if api
-                .binding_keys(exchange, queue)
-                .await?
-                .contains(routing_key)
-            {
-                Vec::new()
-            } else {
-                return Ok(Finding::Missing);
-            }
+            let keys = api.binding_keys(exchange, queue).await?;
+            return Ok(present(&keys, routing_key));
         }
         Declaration::ExchangeBinding {
             destination,
             source,
             routing_key,
         } => {
-            if api
-                .exchange_binding_keys(source, destination)
-                .await?
-                .contains(routing_key)
-            {
-                Vec::new()
-            } else {
-                return Ok(Finding::Missing);
-            }
+            let keys = api.exchange_binding_keys(source, destination).await?;
+            return Ok(present(&keys, routing_key));
         }
         Declaration::Unbinding {
             queue,
             exchange,
             routing_key,
         } => {
-            if api
-                .binding_keys(exchange, queue)
-                .await?
-                .contains(routing_key)
-            {
-                vec!["still there (run topology to remove it)".to_owned()]
-            } else {
-                Vec::new()
-            }
+            let keys = api.binding_keys(exchange, queue).await?;
+            return Ok(match present(&keys, routing_key) {
+                Finding::Ok => {
+                    Finding::Differs(vec!["still there (run topology to remove it)".to_owned()])
+                }
+                _ => Finding::Ok,
+            });
         }
     };
     Ok(if differences.is_empty() {
@@ -319,4 +303,13 @@ async fn look(api: &Management, declaration: &Declaration) -> anyhow::Result<Fin
     } else {
         Finding::Differs(differences)
     })
+}
+
+/// Whether a binding with `routing_key` is among the `keys` the management API lists.
+fn present(keys: &[String], routing_key: &str) -> Finding {
+    if keys.iter().any(|k| k == routing_key) {
+        Finding::Ok
+    } else {
+        Finding::Missing
+    }
 }

@@ -11,6 +11,12 @@ use crate::support::{OwnRedis, Prefix, claims_of, eventually, push_answer, recor
 /// Claims 100 ids (spread over every node of a cluster), records half, claims again.
 async fn batch_round(prefix: &Prefix) {
     let (ledger, _) = prefix.ledger().await;
+    // A cluster (or sentinel) just made may take more than one round trip's time limit to
+    // answer its first command on a busy machine.
+    eventually(Duration::from_secs(60), "the ledger answers", || async {
+        ledger.ping().await.is_ok()
+    })
+    .await;
     let ids: Vec<String> = (0..100).map(|i| format!("topology-job-{i}")).collect();
     let claims = claims_of(&ids, 1);
     let outcomes = ledger.claim(&claims).await.unwrap();
@@ -55,11 +61,14 @@ async fn a_batch_spread_over_a_cluster_is_claimed_recorded_and_released() {
     create.extend(addresses.iter().map(String::as_str));
     create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
     redis_cli(&create);
-    let port = nodes[0].port.to_string();
-    eventually(Duration::from_secs(60), "the cluster is up", || async {
-        redis_cli(&["-p", &port, "cluster", "info"]).contains("cluster_state:ok")
-    })
-    .await;
+    // Every node, not just the first, must see the cluster whole.
+    for node in &nodes {
+        let port = node.port.to_string();
+        eventually(Duration::from_secs(60), "the cluster is up", || async {
+            redis_cli(&["-p", &port, "cluster", "info"]).contains("cluster_state:ok")
+        })
+        .await;
+    }
     let url = format!("redis+cluster://{}", addresses.join(","));
     batch_round(&Prefix::on(url)).await;
 }
