@@ -69,12 +69,17 @@ pub(super) async fn session(
                 Ok(false) => break None,
                 Err(e) => break Some(e),
             }
+        } else {
+            // A pause for it may have found the channel back already.
+            setup.readiness.set_publishing(true);
         }
         if holding_for_ledger(setup) {
             match wait_for_ledger(setup, shutdown).await {
                 true => {}
                 false => break None,
             }
+        } else {
+            setup.readiness.set_ledger_down(false);
         }
         if *breaker.borrow_and_update() != BreakerState::Closed {
             match hold_and_probe(setup, &lanes, &tasks, shutdown).await {
@@ -125,6 +130,12 @@ pub(super) async fn session(
                 },
             }
         };
+        // The reason first, so that /readyz never says less than why it is not ready.
+        match pause {
+            Pause::LedgerDown => setup.readiness.set_ledger_down(true),
+            Pause::CannotPublish => setup.readiness.set_publishing(false),
+            _ => {}
+        }
         setup.readiness.set_consuming(false);
         setup.metrics.consuming.set(0);
         match pause {
