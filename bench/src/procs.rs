@@ -21,7 +21,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `pushwoosh-worker run` with `env` (everything else cleared, RUST_LOG unset so
+    /// Starts `pushwoosh-worker run` with `env` (everything else cleared but `REDIS_URL`, RUST_LOG unset so
     /// the default `info` applies), its stdout and stderr going to `log`, and waits until
     /// /readyz says it consumes.
     pub async fn worker(
@@ -45,6 +45,9 @@ impl Proc {
             .stdout(Stdio::from(file.try_clone()?))
             .stderr(Stdio::from(file))
             .kill_on_drop(true);
+        if let Ok(redis) = std::env::var("REDIS_URL") {
+            cmd.env("REDIS_URL", redis);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
