@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::broker::{self, Topology};
+use crate::ledger::CallLimiter;
 use crate::metrics::Metrics;
-use crate::pushwoosh::{PushwooshClient, RateLimiter};
+use crate::pushwoosh::PushwooshClient;
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 use crate::worker::batcher::Batcher;
@@ -86,8 +87,13 @@ impl Application {
             .filter(|lane| lane.enabled)
             .map(|lane| lane.share)
             .sum();
-        let limiter =
-            Arc::new(RateLimiter::new(&settings.rate_limit, metrics.clone()).with_reserve(reserve));
+        // Account-wide in Redis with the ledger, else this process's share.
+        let limiter = Arc::new(CallLimiter::new(
+            &settings.rate_limit,
+            ledger.as_ref(),
+            metrics.clone(),
+            reserve,
+        ));
         let batcher = Arc::new(Batcher::new(
             &settings.batch,
             Arc::new(client.clone()),

@@ -197,3 +197,62 @@ async fn jobs_waiting_for_a_slot_go_back_to_the_queue_when_the_worker_stops() {
     let depth = common::queue_depth_reaches(&app.channel, &queue, 2, Duration::from_secs(3)).await;
     assert_eq!(depth, 2, "both waiting jobs are back in the queue");
 }
+
+/// Two workers on one queue, each configured with the account's whole limit (600 a
+/// minute, sped up 60 times as above), with the ledger on or off; `n` pushes published.
+async fn two_replicas(ledger: bool, n: usize) -> (SandboxHandle, [String; 2], usize) {
+    let sandbox = sandbox().await;
+    sandbox.set_rate_limit_per("createMessage", Some(10), Duration::from_secs(1));
+    let mut first = worker(&sandbox, |s| {
+        s.rate_limit.create_message_per_minute = 600;
+        s.rate_limit.window_slack_ms = 6_000;
+        s.ledger.enabled = ledger;
+    })
+    .await;
+    let second = TestApp::start(wiremock::MockServer::start().await, first.settings.clone()).await;
+    let results = run_pushes(&mut first, n).await;
+    let ok = results
+        .values()
+        .filter(|rs| rs.len() == 1 && rs[0]["outcome"] == "ok")
+        .count();
+    let metrics = [first.metrics().await, second.metrics().await];
+    first.stop().await;
+    let mut second = second;
+    second.stop().await;
+    (sandbox, metrics, ok)
+}
+
+const PUSH_200: &str = r#"pushwoosh_worker_api_calls_total{method="createMessage",status="200"}"#;
+
+#[tokio::test]
+async fn two_replicas_with_the_ledger_share_the_accounts_budget_and_get_no_429() {
+    // Each replica alone would call at the whole limit: only the budget they share in
+    // Redis keeps the two of them under it.
+    let jobs = 40;
+    let (sandbox, metrics, ok) = two_replicas(true, jobs).await;
+    assert_eq!(ok, jobs, "every job one result, ok");
+    assert_eq!(
+        sandbox.requests("createMessage"),
+        jobs as u64,
+        "no 429, no retry"
+    );
+    for m in &metrics {
+        assert_eq!(metric_or_zero(m, PUSH_429), 0.0, "{m}");
+        assert!(metric(m, PUSH_200) > 0.0, "both replicas called: {m}");
+    }
+    assert_eq!(
+        metric(&metrics[0], PUSH_200) + metric(&metrics[1], PUSH_200),
+        jobs as f64
+    );
+    sandbox.shutdown();
+}
+
+#[tokio::test]
+async fn two_replicas_without_the_ledger_each_take_their_whole_figure_and_get_429s() {
+    // The control for the test above: per process, the same figure is each replica's.
+    let (sandbox, metrics, ok) = two_replicas(false, 40).await;
+    assert_eq!(ok, 40, "429s are retried: every job still ends ok");
+    let refused: f64 = metrics.iter().map(|m| metric_or_zero(m, PUSH_429)).sum();
+    assert!(refused > 0.0, "{metrics:?}");
+    sandbox.shutdown();
+}

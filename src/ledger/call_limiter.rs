@@ -17,25 +17,28 @@ pub enum CallLimiter {
 }
 
 impl CallLimiter {
-    /// The shared limiter when there is a ledger, else today's per-process one.
+    /// The shared limiter when there is a ledger, else the per-process one; either keeps
+    /// `reserve` (the enabled lanes' shares) of each method's budget for urgent calls.
     pub fn new(
         settings: &RateLimitSettings,
         ledger: Option<&Ledger>,
         metrics: Arc<Metrics>,
+        reserve: f64,
     ) -> Self {
         match ledger {
-            Some(ledger) => Self::Shared(SharedLimiter::new(settings, ledger.clone(), metrics)),
-            None => Self::Local(RateLimiter::new(settings, metrics)),
+            Some(ledger) => Self::Shared(
+                SharedLimiter::new(settings, ledger.clone(), metrics).with_reserve(reserve),
+            ),
+            None => Self::Local(RateLimiter::new(settings, metrics).with_reserve(reserve)),
         }
     }
 
     /// Waits for a slot for one call of `method` made with `account`'s token; never fails.
-    /// `priority` orders the per-process limiter's lines; the shared limiter has no
-    /// urgent lane, so there it changes nothing.
+    /// An urgent call goes first and may take the reserve kept for urgent calls.
     pub async fn acquire(&self, account: &Account, method: &'static str, priority: Priority) {
         match self {
             Self::Local(limiter) => limiter.acquire(method, priority).await,
-            Self::Shared(limiter) => drop(limiter.acquire(account, method).await),
+            Self::Shared(limiter) => drop(limiter.acquire(account, method, priority).await),
         }
     }
 

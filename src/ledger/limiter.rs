@@ -4,8 +4,10 @@
 //! method for all of them and spaces everyone's calls further apart, recovering step by
 //! step (the rules of `[rate_limit]`, as in the per-process limiter).
 //!
-//! In each process the callers of one account and method wait in one line; only the
-//! head asks Redis, so a slot costs each process at most one round trip.
+//! In each process the callers of one account and method wait in one line per priority;
+//! only the heads ask Redis, so a slot costs each process at most one round trip a line.
+//! Urgent calls have a reserve of each method's budget that bulk calls cannot use up, as
+//! in the per-process limiter (`with_reserve`), kept in Redis for every replica at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -22,7 +24,7 @@ use super::round_trip::{Invocation, LuaScript};
 use super::{Account, Ledger, LedgerError};
 use crate::job::JobKind;
 use crate::metrics::{MethodLabels, Metrics};
-use crate::pushwoosh::limiter::WaitTimer;
+use crate::pushwoosh::limiter::{WaitTimer, reserve_periods};
 use crate::pushwoosh::{Priority, RateLimiter};
 use crate::settings::{OnUnavailable, RateLimitSettings};
 
@@ -71,16 +73,19 @@ pub struct SharedLimiter {
     recovery_us: u64,
     ttl_ms: u64,
     methods: Vec<MethodState>,
-    /// One line per account and method (see the module's doc).
-    lines: Mutex<HashMap<(Account, &'static str), Arc<Semaphore>>>,
+    /// One line per account, method and priority (see the module's doc).
+    lines: Mutex<HashMap<(Account, &'static str, Priority), Arc<Semaphore>>>,
     /// This process's share, used while Redis does not answer and `on_unavailable = send`.
     fallback: RateLimiter,
 }
 
 struct MethodState {
     method: &'static str,
-    /// Microseconds between calls at the configured rate; 0: no client-side limit.
+    /// Microseconds between calls at the configured rate; 0: no client-side limit. With
+    /// a reserve, the main stream's spacing.
     spacing_us: u64,
+    /// Microseconds between the urgent reserve's calls; 0: no reserve.
+    reserve_us: u64,
     wait: Histogram,
     throttled: Counter,
     slowdown: Gauge,
@@ -106,6 +111,7 @@ impl SharedLimiter {
                         0 => 0,
                         n => u64::try_from(minute.as_micros().div_ceil(n)).unwrap_or(u64::MAX),
                     },
+                    reserve_us: 0,
                     wait: metrics.rate_limit_wait.get_or_create(&labels).clone(),
                     throttled: metrics.rate_limit_throttled.get_or_create(&labels).clone(),
                     slowdown: metrics.rate_limit_slowdown.get_or_create(&labels).clone(),
@@ -144,12 +150,38 @@ impl SharedLimiter {
         }
     }
 
+    /// Keeps `share` of each limited method's budget for urgent calls, across every
+    /// replica: the streams are split as the per-process limiter splits them (see
+    /// `RateLimiter::with_reserve`; every replica must be given the same share, which
+    /// the lanes' configuration does). Meant for a limiter just built.
+    pub fn with_reserve(mut self, share: f64) -> Self {
+        for state in &mut self.methods {
+            if state.spacing_us == 0 {
+                continue;
+            }
+            if let Some((main, reserve)) =
+                reserve_periods(Duration::from_micros(state.spacing_us), share)
+            {
+                state.spacing_us = micros(main);
+                state.reserve_us = micros(reserve);
+            }
+        }
+        self.fallback = self.fallback.with_reserve(share);
+        self
+    }
+
     /// Waits for a slot for one call of `method` on `account`'s budget; never fails.
+    /// An urgent call waits in its own line and may take the reserve's last cell.
     /// While Redis does not answer it keeps asking (`hold`), or takes a slot of this
     /// process's share (`send`). Cancellation-safe: a caller dropped while waiting loses
     /// its place in line, and a slot it was granted and did not use only makes the
     /// limiter stricter.
-    pub async fn acquire(&self, account: &Account, method: &'static str) -> Granted {
+    pub async fn acquire(
+        &self,
+        account: &Account,
+        method: &'static str,
+        priority: Priority,
+    ) -> Granted {
         let Some(state) = self.find(method).filter(|_| self.enabled) else {
             return Granted::Unlimited;
         };
@@ -158,13 +190,13 @@ impl SharedLimiter {
             histogram: &state.wait,
             started,
         };
-        let line = self.line(account, method);
+        let line = self.line(account, method, priority);
         // Never closed, so never an error.
         let _turn = line.acquire().await;
         let key = self.key(account, method);
         let mut retry = Duration::from_millis(50);
         loop {
-            match self.ask(&key, state).await {
+            match self.ask(&key, state, priority).await {
                 Ok(Answer::Go { at_us, slowdown }) => {
                     state.slowdown.set(slowdown);
                     return Granted::Shared { at_us };
@@ -174,7 +206,7 @@ impl SharedLimiter {
                     tokio::time::sleep(wait).await;
                 }
                 Err(_) if self.ledger.on_unavailable() == OnUnavailable::Send => {
-                    self.fallback.acquire(method, Priority::Bulk).await;
+                    self.fallback.acquire(method, priority).await;
                     return Granted::Local;
                 }
                 Err(_) => {
@@ -247,12 +279,19 @@ impl SharedLimiter {
         ))
     }
 
-    async fn ask(&self, key: &[u8], state: &MethodState) -> Result<Answer, LedgerError> {
+    async fn ask(
+        &self,
+        key: &[u8],
+        state: &MethodState,
+        priority: Priority,
+    ) -> Result<Answer, LedgerError> {
         let args = [
             state.spacing_us,
             u64::from(self.burst),
             self.recovery_us,
             self.ttl_ms,
+            state.reserve_us,
+            u64::from(priority == Priority::Urgent),
         ];
         let [wait_us, slowdown, now_us] = self.eval_key(&ACQUIRE_SCRIPT, key, &args).await?;
         Ok(if wait_us <= 0 {
@@ -319,10 +358,10 @@ impl SharedLimiter {
         .into_bytes()
     }
 
-    fn line(&self, account: &Account, method: &'static str) -> Arc<Semaphore> {
+    fn line(&self, account: &Account, method: &'static str, priority: Priority) -> Arc<Semaphore> {
         let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
         lines
-            .entry((account.clone(), method))
+            .entry((account.clone(), method, priority))
             .or_insert_with(|| Arc::new(Semaphore::new(1)))
             .clone()
     }

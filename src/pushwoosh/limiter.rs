@@ -20,6 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+pub(crate) use self::budget::reserve_periods;
 use self::budget::{Budget, Quota};
 use self::lanes::Lanes;
 use self::throttle::{Backoff, Throttle};
@@ -27,14 +28,10 @@ use crate::job::JobKind;
 use crate::metrics::{MethodLabels, Metrics};
 use crate::settings::RateLimitSettings;
 
-/// The largest share `with_reserve` keeps for urgent calls: bulk calls always keep a main
-/// stream of their own.
-const MAX_RESERVE: f64 = 0.9;
-
 /// Which line a call waits in for its method's slot. Urgent calls come first without
 /// limit, so urgent traffic beyond a method's budget leaves bulk calls nothing: it is for
 /// what must not wait (one-time codes), not for whatever is in a hurry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Priority {
     /// First in line: takes the method's next free slot whatever bulk calls wait, and may
     /// take the reserve's last cell.
@@ -136,11 +133,7 @@ impl RateLimiter {
     /// limit cannot spare one whole call a minute (and one for bulk) gets no reserve. Meant
     /// for a limiter just built: it starts each method's budget afresh.
     pub fn with_reserve(mut self, share: f64) -> Self {
-        let share = if share.is_nan() {
-            0.0
-        } else {
-            share.clamp(0.0, MAX_RESERVE)
-        };
+        let share = budget::clamp_share(share);
         let now = Instant::now();
         for limiter in &mut self.methods {
             let Some(quota) = limiter.quota else {

@@ -12,8 +12,9 @@ use super::context::WorkerContext;
 use super::deadline::Deadline;
 use super::once::{self, Gate};
 use crate::job::{Job, JobKind};
+use crate::ledger::{Account, CallLimiter};
 use crate::metrics::{CallLabels, MethodLabels, Metrics, transient_reason};
-use crate::pushwoosh::{HttpAnswer, RateLimiter, TransportError, Verdict, classify, request};
+use crate::pushwoosh::{HttpAnswer, TransportError, Verdict, classify, request};
 use crate::result_event::BatchInfo;
 
 /// Why a job was not called.
@@ -55,11 +56,12 @@ pub(super) async fn call(
     }
     let body = request::body(&job.request, token);
     let method = job.kind.method();
+    let account = Account::of_token(token);
     tokio::select! {
         biased;
         () = ctx.hand_back.cancelled() => return Err(NotCalled::Stopping),
         () = deadline.passes() => return Err(NotCalled::Expired),
-        () = ctx.limiter.acquire(method, ctx.lane.priority()) => {}
+        () = ctx.limiter.acquire(&account, method, ctx.lane.priority()) => {}
     }
     match once::gate(ctx, job, owner).await {
         Gate::Go => {}
@@ -83,9 +85,12 @@ pub(super) async fn call(
     let feedback = Feedback {
         metrics: &ctx.metrics,
         limiter: &ctx.limiter,
+        account: &account,
         breaker: &ctx.breaker,
     };
-    let answered = feedback.answered(method, started, &answer, shared_token);
+    let answered = feedback
+        .answered(method, started, &answer, shared_token)
+        .await;
     once::answered(ctx, job, owner, &answered.verdict).await;
     Ok(Called {
         answered,
@@ -143,7 +148,9 @@ async fn batched(
 /// Where a call's answer is fed back to: the metrics, the rate limiter, the breaker.
 pub(super) struct Feedback<'a> {
     pub metrics: &'a Metrics,
-    pub limiter: &'a RateLimiter,
+    pub limiter: &'a CallLimiter,
+    /// The account the call's token belongs to (whose budget a 429 slows down).
+    pub account: &'a Account,
     pub breaker: &'a CircuitBreaker,
 }
 
@@ -162,7 +169,7 @@ impl Feedback<'_> {
     /// status, a 429 to the rate limiter (which slows every caller), and what the answer
     /// says about Pushwoosh to the breaker. `shared_token`: the call used the default
     /// token (a refusal then stops every job).
-    pub(super) fn answered(
+    pub(super) async fn answered(
         &self,
         method: &'static str,
         started: Instant,
@@ -177,7 +184,9 @@ impl Feedback<'_> {
         if let Ok(a) = answer
             && a.status == 429
         {
-            self.limiter.throttled(method, a.retry_after);
+            self.limiter
+                .throttled(self.account, method, a.retry_after)
+                .await;
         }
         let verdict = classify(answer);
         debug!(

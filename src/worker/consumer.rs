@@ -15,8 +15,9 @@ use super::breaker::CircuitBreaker;
 use super::context::Readiness;
 use super::session::session;
 use crate::broker::{self, Topology};
+use crate::ledger::CallLimiter;
 use crate::metrics::{ChannelLabels, Metrics};
-use crate::pushwoosh::{PushwooshClient, RateLimiter};
+use crate::pushwoosh::PushwooshClient;
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 
@@ -30,7 +31,7 @@ pub struct ConsumerSetup {
     pub readiness: Arc<Readiness>,
     pub breaker: Arc<CircuitBreaker>,
     /// Outlives reconnections: a new session must not forget the calls just made.
-    pub limiter: Arc<RateLimiter>,
+    pub limiter: Arc<CallLimiter>,
     pub batcher: Arc<Batcher>,
     /// Which job ids went out, shared by every replica (Redis), when `ledger.enabled`.
     pub ledger: Option<crate::ledger::Ledger>,

@@ -13,8 +13,9 @@ use super::breaker::CircuitBreaker;
 use super::lane::Lane;
 use crate::broker::Publisher;
 use crate::job::{Job, JobKind};
+use crate::ledger::CallLimiter;
 use crate::metrics::{LaneLabels, Metrics};
-use crate::pushwoosh::{PushwooshClient, RateLimiter};
+use crate::pushwoosh::PushwooshClient;
 use crate::retry::{RetryDecision, RetryPolicy};
 use crate::settings::Settings;
 use crate::validate::JobReport;
@@ -30,7 +31,7 @@ pub struct WorkerContext {
     pub hand_back: CancellationToken,
     pub breaker: Arc<CircuitBreaker>,
     /// Calls per minute per method, shared by every job of the process.
-    pub limiter: Arc<RateLimiter>,
+    pub limiter: Arc<CallLimiter>,
     pub batcher: Arc<Batcher>,
     /// Settles the consume channel's deliveries, several at a time where it can.
     pub acks: Acks,

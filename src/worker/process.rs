@@ -25,7 +25,7 @@ use crate::result_event::{Delivery as DeliveryState, Outcome, ResultEvent};
 use crate::trace_context::JobTrace;
 
 // The batcher shares the call's accounting.
-pub(super) use super::call::{Answered, Feedback as Accounts};
+pub(super) use super::call::{Answered, Feedback};
 
 pub async fn process(delivery: Delivery, ctx: Arc<WorkerContext>) {
     let started = Instant::now();

@@ -54,7 +54,10 @@ async fn two_processes_share_one_budget_and_use_nearly_all_of_it() {
             callers.push(tokio::spawn(async move {
                 let mut grants = Vec::new();
                 while Instant::now() < until {
-                    grants.push((at(processes[p].acquire(&account, METHOD).await), p));
+                    grants.push((
+                        at(processes[p].acquire(&account, METHOD, Priority::Bulk).await),
+                        p,
+                    ));
                 }
                 grants
             }));
@@ -98,7 +101,7 @@ async fn a_429_pauses_every_process_and_spaces_their_calls_further_apart() {
     let account = Account::named("acme");
     let a = limiter(&prefix, &settings).await;
     let b = limiter(&prefix, &settings).await;
-    let before = at(a.acquire(&account, METHOD).await);
+    let before = at(a.acquire(&account, METHOD, Priority::Bulk).await);
     a.throttled(&account, METHOD, Some(Duration::from_millis(1500)))
         .await;
     for p in [&a, &b] {
@@ -106,13 +109,13 @@ async fn a_429_pauses_every_process_and_spaces_their_calls_further_apart() {
         assert_eq!(slowdown, 2);
         assert!(pause > Duration::ZERO && pause <= Duration::from_millis(1500));
     }
-    let after = at(b.acquire(&account, METHOD).await);
+    let after = at(b.acquire(&account, METHOD, Priority::Bulk).await);
     assert!(
         after - before >= 1_500_000,
         "b went {} µs after a",
         after - before
     );
-    let next = at(a.acquire(&account, METHOD).await);
+    let next = at(a.acquire(&account, METHOD, Priority::Bulk).await);
     assert!(
         (next - after) as f64 >= 2.0 * SPACING_US - 1.0,
         "spaced {} µs",
@@ -136,7 +139,7 @@ async fn the_slow_down_comes_back_step_by_step() {
     let account = Account::named("recovering");
     let a = limiter(&prefix, &settings).await;
     for _ in 0..3 {
-        a.acquire(&account, METHOD).await;
+        a.acquire(&account, METHOD, Priority::Bulk).await;
         a.throttled(&account, METHOD, None).await;
     }
     let mut seen = vec![a.slowdown(&account, METHOD).await.unwrap().0];
@@ -166,7 +169,7 @@ async fn accounts_and_methods_do_not_share_a_budget() {
     let one = Account::of_token(&SecretString::from("token-one"));
     let two = Account::of_token(&SecretString::from("token-two"));
     for (account, method) in [(&one, METHOD), (&two, METHOD), (&one, "createSMSMessage")] {
-        a.acquire(account, method).await;
+        a.acquire(account, method, Priority::Bulk).await;
     }
     let mut redis = prefix.redis();
     for (account, method) in [(&one, METHOD), (&two, METHOD), (&one, "createSMSMessage")] {
@@ -192,24 +195,27 @@ async fn a_method_without_a_figure_still_pauses_after_a_429() {
     let prefix = Prefix::new();
     let account = Account::named("free");
     let a = limiter(&prefix, &limits(|_| {})).await;
-    let before = at(a.acquire(&account, "getPushHistory").await);
+    let before = at(a.acquire(&account, "getPushHistory", Priority::Bulk).await);
     a.throttled(&account, "getPushHistory", Some(Duration::from_millis(300)))
         .await;
-    let after = at(a.acquire(&account, "getPushHistory").await);
+    let after = at(a.acquire(&account, "getPushHistory", Priority::Bulk).await);
     assert!(after - before >= 300_000, "{} µs", after - before);
     // No figure, no spacing to double.
     assert_eq!(a.slowdown(&account, "getPushHistory").await.unwrap().0, 1);
     assert_eq!(
-        a.acquire(&account, "noSuchMethod").await,
+        a.acquire(&account, "noSuchMethod", Priority::Bulk).await,
         Granted::Unlimited
     );
     let off = limiter(&prefix, &limits(|s| s.enabled = false)).await;
-    assert_eq!(off.acquire(&account, METHOD).await, Granted::Unlimited);
+    assert_eq!(
+        off.acquire(&account, METHOD, Priority::Bulk).await,
+        Granted::Unlimited
+    );
 }
 
 #[tokio::test]
 async fn without_a_ledger_the_per_process_limiter_is_used() {
-    let local = CallLimiter::new(&limits(|_| {}), None, Arc::new(Metrics::new()));
+    let local = CallLimiter::new(&limits(|_| {}), None, Arc::new(Metrics::new()), 0.0);
     assert!(matches!(local, CallLimiter::Local(_)));
     local
         .acquire(&Account::named("any"), METHOD, Priority::Bulk)
@@ -221,4 +227,61 @@ async fn without_a_ledger_the_per_process_limiter_is_used() {
             Some(Duration::from_millis(1)),
         )
         .await;
+}
+
+#[tokio::test]
+async fn an_urgent_call_is_granted_ahead_of_a_saturating_bulk_stream_of_another_process() {
+    let prefix = Prefix::new();
+    // 120 a minute, no slack: 500 ms a call; a reserve of half: 60 reserve cells a
+    // minute (1 s apart), the main stream 59 (about 1,017 ms apart).
+    let settings = limits(|s| {
+        s.create_message_per_minute = 120;
+        s.window_slack_ms = 0;
+    });
+    let account = Account::of_token(&SecretString::from("token-of-one-account"));
+    let (bulk, urgent) = (
+        Arc::new(limiter(&prefix, &settings).await.with_reserve(0.5)),
+        limiter(&prefix, &settings).await.with_reserve(0.5),
+    );
+    // Bulk alone: both streams, every cell (a main cell, then the reserve's spare one).
+    let first = at(bulk.acquire(&account, METHOD, Priority::Bulk).await);
+    let second = at(bulk.acquire(&account, METHOD, Priority::Bulk).await);
+    // (The main stream's next cell is 1,017 ms away.)
+    assert!(
+        (second - first) < 900_000,
+        "bulk did not take the reserve's spare cell: {} µs",
+        second - first
+    );
+    // Bulk saturates: four callers of the other process wait in line.
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        let (bulk, account) = (bulk.clone(), account.clone());
+        waiting.push(tokio::spawn(async move {
+            at(bulk.acquire(&account, METHOD, Priority::Bulk).await)
+        }));
+    }
+    tokio::task::yield_now().await;
+    // Bulk left the reserve's last cell: the urgent call takes it, before any bulk call
+    // that was waiting when it asked.
+    let urgent_at = at(urgent.acquire(&account, METHOD, Priority::Urgent).await);
+    let mut bulk_at = Vec::new();
+    for w in waiting {
+        bulk_at.push(w.await.unwrap());
+    }
+    bulk_at.sort_unstable();
+    assert!(
+        urgent_at < bulk_at[0],
+        "the urgent call came at {urgent_at}, after bulk at {}",
+        bulk_at[0]
+    );
+    // And the budget held: 7 calls, at most burst 1 + reserve 2 at once, one a cell after.
+    let mut all = vec![first, second, urgent_at];
+    all.extend(bulk_at);
+    all.sort_unstable();
+    let span = (all[all.len() - 1] - all[0]) as f64;
+    assert!(
+        all.len() as f64 <= 3.0 + span / 500_000.0,
+        "{} calls in {span} µs",
+        all.len()
+    );
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pushwoosh_worker::ledger::{Account, Claim, ClaimOutcome, Granted, LedgerError, SharedLimiter};
+use pushwoosh_worker::pushwoosh::Priority;
 use pushwoosh_worker::settings::{OnUnavailable, RateLimitSettings};
 
 use crate::support::{OwnRedis, Prefix, eventually, metric};
@@ -115,18 +116,23 @@ async fn the_shared_limiter_holds_or_falls_back_to_the_process_share_while_redis
     let (hold, metrics) = prefix.ledger_with(|s| s.timeout_ms = 300).await;
     let hold = Arc::new(SharedLimiter::new(&settings, hold, metrics));
     assert!(matches!(
-        hold.acquire(&account, "createMessage").await,
+        hold.acquire(&account, "createMessage", Priority::Bulk)
+            .await,
         Granted::Shared { .. }
     ));
 
     redis.stop();
     assert_eq!(
-        send.acquire(&account, "createMessage").await,
+        send.acquire(&account, "createMessage", Priority::Bulk)
+            .await,
         Granted::Local
     );
     let held = {
         let (hold, account) = (hold.clone(), account.clone());
-        tokio::spawn(async move { hold.acquire(&account, "createMessage").await })
+        tokio::spawn(async move {
+            hold.acquire(&account, "createMessage", Priority::Bulk)
+                .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!held.is_finished(), "no slot without Redis under hold");

@@ -1,6 +1,7 @@
 -- The shared rate limiter's state: one hash per account and method (KEYS[1]), times in
 -- microseconds on Redis's own clock, so that every replica shares one clock.
---   tat    the GCRA's theoretical arrival time of the next call
+--   tat    the GCRA's theoretical arrival time of the next call (the main stream)
+--   rtat   the same for the urgent reserve's stream, when the limiter has one
 --   pause  no call before then (a 429's pause)
 --   slow   calls are spaced this many times further apart (1, 2, 4, … max_slowdown)
 --   calm   recovery counts from here (the end of the last pause, or the last halving)
@@ -11,13 +12,14 @@ local function now_us()
 end
 
 local function load(now)
-  local v = redis.call('HMGET', KEYS[1], 'tat', 'pause', 'slow', 'calm', 'step')
+  local v = redis.call('HMGET', KEYS[1], 'tat', 'pause', 'slow', 'calm', 'step', 'rtat')
   return {
     tat = tonumber(v[1]) or 0,
     pause = tonumber(v[2]) or 0,
     slow = tonumber(v[3]) or 1,
     calm = tonumber(v[4]) or now,
     step = tonumber(v[5]) or 1,
+    rtat = tonumber(v[6]) or 0,
   }
 end
 
@@ -28,7 +30,8 @@ local function save(s, ttl_ms)
     'pause', string.format('%.0f', s.pause),
     'slow', string.format('%.0f', s.slow),
     'calm', string.format('%.0f', s.calm),
-    'step', string.format('%.0f', s.step))
+    'step', string.format('%.0f', s.step),
+    'rtat', string.format('%.0f', s.rtat))
   redis.call('PEXPIRE', KEYS[1], ttl_ms)
 end
 
@@ -40,4 +43,13 @@ local function recover(s, now, interval)
   if periods > 31 then periods = 31 end
   s.slow = math.max(1, math.floor(s.slow / 2 ^ periods))
   if s.slow == 1 then s.calm = now else s.calm = s.calm + interval * periods end
+end
+
+-- How long until a caller allowed `burst` cells at once may take a cell of the stream
+-- whose next cell is due at `tat` (0: now).
+local function cell_wait(tat, spacing, burst, now)
+  local ahead = math.max(tat, now) - now
+  local tolerance = spacing * (burst - 1)
+  if ahead > tolerance then return ahead - tolerance end
+  return 0
 end

@@ -135,6 +135,27 @@ impl Budget {
     }
 }
 
+/// The main and reserve periods of a stream of one call per `period` when `share` of it
+/// is kept for urgent calls (the split of this module's doc), or `None` for no reserve.
+/// The account-wide limiter in Redis splits its streams the same way.
+pub(crate) fn reserve_periods(period: Duration, share: f64) -> Option<(Duration, Duration)> {
+    let quota = Quota { period, burst: 1 };
+    split(&quota, clamp_share(share)).map(|s| (s.main, s.reserve))
+}
+
+/// A reserve's share clamped to [0, 0.9] (NaN counts as 0): bulk calls always keep a
+/// main stream of their own.
+pub(super) fn clamp_share(share: f64) -> f64 {
+    if share.is_nan() {
+        0.0
+    } else {
+        share.clamp(0.0, MAX_RESERVE)
+    }
+}
+
+/// The largest share kept for urgent calls.
+const MAX_RESERVE: f64 = 0.9;
+
 /// The main and reserve periods for `share`, or `None` when the reserve would get no
 /// whole cell a minute or leave the main stream none. Periods round up, so that neither
 /// stream fits more cells in a minute than it was given.

@@ -10,10 +10,11 @@ use tracing::{debug, info};
 use super::attribute::{answer_alike, answer_success};
 use super::{Entry, METHOD, Shared};
 use crate::job::JobKind;
+use crate::ledger::Account;
 use crate::ledger::Claim;
 use crate::pushwoosh::{Verdict, request};
 use crate::worker::once::{self, Gate};
-use crate::worker::process::Accounts;
+use crate::worker::process::Feedback;
 
 /// One call of a lane; its splits are clones.
 #[derive(Clone)]
@@ -21,6 +22,7 @@ pub(super) struct Call {
     pub(super) shared: Arc<Shared>,
     pub(super) application: String,
     pub(super) token: SecretString,
+    pub(super) account: Account,
     pub(super) shared_token: bool,
 }
 
@@ -34,7 +36,7 @@ impl Call {
             return;
         }
         if !has_slot {
-            self.shared.slot().await;
+            self.shared.slot(&self.account).await;
         }
         entries = on_time(entries);
         if entries.is_empty() {
@@ -52,12 +54,15 @@ impl Call {
         );
         let started = Instant::now();
         let answer = self.shared.client.call(METHOD, body).await;
-        let accounts = Accounts {
+        let feedback = Feedback {
             metrics: &self.shared.metrics,
             limiter: &self.shared.limiter,
+            account: &self.account,
             breaker: &self.shared.breaker,
         };
-        let answered = accounts.answered(METHOD, started, &answer, self.shared_token);
+        let answered = feedback
+            .answered(METHOD, started, &answer, self.shared_token)
+            .await;
         self.shared.metrics.batch_jobs.observe(entries.len() as f64);
         debug!(
             application = %self.application,

@@ -41,6 +41,7 @@ pub(super) mod fake {
 
     use super::Caller;
     use crate::job::{Job, decode};
+    use crate::ledger::CallLimiter;
     use crate::metrics::Metrics;
     use crate::pushwoosh::{HttpAnswer, RateLimiter, TransportError, Verdict};
     use crate::settings::{BatchSettings, BreakerSettings, RateLimitSettings};
@@ -127,7 +128,10 @@ pub(super) mod fake {
         limits: &RateLimitSettings,
     ) -> Arc<Batcher> {
         let metrics = Arc::new(Metrics::new());
-        let limiter = Arc::new(RateLimiter::new(limits, metrics.clone()));
+        let limiter = Arc::new(CallLimiter::Local(RateLimiter::new(
+            limits,
+            metrics.clone(),
+        )));
         let breaker = Arc::new(CircuitBreaker::new(
             &BreakerSettings::default(),
             metrics.clone(),

@@ -10,6 +10,7 @@ use tracing::debug;
 
 use super::call::Call;
 use super::{Entry, Lanes, Shared};
+use crate::ledger::Account;
 
 /// A lane with no job for this long ends; the next job for its application starts a new one.
 const LANE_IDLE: Duration = Duration::from_secs(30);
@@ -19,6 +20,8 @@ pub(super) struct Lane {
     lanes: Weak<Lanes>,
     application: String,
     token: SecretString,
+    /// The token's account, whose budget the lane's calls take.
+    account: Account,
     shared_token: bool,
     rx: mpsc::UnboundedReceiver<Entry>,
     /// A job that did not fit the last batch: the first of the next.
@@ -93,6 +96,7 @@ impl Lane {
             shared,
             lanes,
             application,
+            account: Account::of_token(&token),
             token,
             shared_token,
             rx,
@@ -113,6 +117,7 @@ impl Lane {
                 shared: self.shared.clone(),
                 application: self.application.clone(),
                 token: self.token.clone(),
+                account: self.account.clone(),
                 shared_token: self.shared_token,
             };
             self.in_flight += 1;
@@ -189,7 +194,8 @@ impl Lane {
         self.while_busy(batch).await;
         // Waiting for a rate-limit slot: jobs that arrive meanwhile join the batch.
         let shared = self.shared.clone();
-        let slot = shared.slot();
+        let account = self.account.clone();
+        let slot = async move { shared.slot(&account).await };
         tokio::pin!(slot);
         loop {
             tokio::select! {

@@ -43,8 +43,9 @@ use super::once::Gate;
 use super::process::Answered;
 use crate::job::{Job, JobKind};
 use crate::ledger::Ledger;
+use crate::ledger::{Account, CallLimiter};
 use crate::metrics::Metrics;
-use crate::pushwoosh::{Priority, RateLimiter, request};
+use crate::pushwoosh::{Priority, request};
 use crate::result_event::BatchInfo;
 use crate::settings::BatchSettings;
 
@@ -87,7 +88,7 @@ struct Entry {
 struct Shared {
     settings: BatchSettings,
     client: Arc<dyn Caller>,
-    limiter: Arc<RateLimiter>,
+    limiter: Arc<CallLimiter>,
     metrics: Arc<Metrics>,
     breaker: Arc<CircuitBreaker>,
     /// Which job ids went out, when `ledger.enabled`.
@@ -97,9 +98,9 @@ struct Shared {
 }
 
 impl Shared {
-    /// Waits for a slot in the createMessage rate limit.
-    async fn slot(&self) {
-        self.limiter.acquire(METHOD, Priority::Bulk).await;
+    /// Waits for a slot in `account`'s createMessage rate limit.
+    async fn slot(&self, account: &Account) {
+        self.limiter.acquire(account, METHOD, Priority::Bulk).await;
     }
 }
 
@@ -114,7 +115,7 @@ impl Batcher {
     pub fn new(
         settings: &BatchSettings,
         client: Arc<dyn Caller>,
-        limiter: Arc<RateLimiter>,
+        limiter: Arc<CallLimiter>,
         metrics: Arc<Metrics>,
         breaker: Arc<CircuitBreaker>,
         ledger: Option<Ledger>,
