@@ -341,3 +341,70 @@ async fn redis_away_under_send_goes_on_and_counts_what_went_unrecorded() {
     assert_eq!(common::http_get(app.http_addr, "/readyz").await.0, 200);
     app.stop().await;
 }
+
+/// A Pushwoosh that remembers a push's transactionId for `window` only, as the real one
+/// does for minutes: a call with a transactionId it still remembers is not a new send,
+/// any other is. Counts the sends.
+struct ForgetfulPushwoosh {
+    window: Duration,
+    seen: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    sends: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl wiremock::Respond for ForgetfulPushwoosh {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let now = std::time::Instant::now();
+        let mut seen = self.seen.lock().unwrap();
+        for n in body["request"]["notifications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let id = n["transactionId"].as_str().unwrap_or_default().to_owned();
+            let remembered = seen.get(&id).is_some_and(|at| now - *at < self.window);
+            if !remembered {
+                seen.insert(id, now);
+                self.sends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        ok_answer(json!({"Messages": ["PUSH-CODE"]}))
+    }
+}
+
+#[tokio::test]
+async fn a_push_published_again_after_pushwoosh_forgot_its_transaction_id_is_not_sent_again() {
+    let window = Duration::from_millis(200);
+    let sends = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/json/1.3/createMessage"))
+        .respond_with(ForgetfulPushwoosh {
+            window,
+            seen: Default::default(),
+            sends: sends.clone(),
+        })
+        .mount(&mock)
+        .await;
+    let settings = common::test_settings(&mock.uri()).await;
+    let mut app = TestApp::start(mock, settings).await;
+    let job = common::push_with("forgotten", json!({"content": "forgotten"}));
+    app.publish_job(&job).await;
+    let first = app.next_result(WAIT).await.body;
+    assert_eq!(first["outcome"], "ok", "{first}");
+    assert_eq!(sends.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Pushwoosh forgets the transactionId; the producer publishes the job again.
+    tokio::time::sleep(window * 2).await;
+    app.publish_job(&job).await;
+    let second = app.next_result(WAIT).await.body;
+    assert_eq!(second["duplicate"], true, "{second}");
+    assert_eq!(second["message_codes"], first["message_codes"], "{second}");
+    assert_eq!(second["attempts"], 0, "no call for the duplicate: {second}");
+    assert_eq!(calls_with(&app.mock, "forgotten").await, 1, "one call");
+    assert_eq!(
+        sends.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the customer got it once"
+    );
+    app.stop().await;
+}
