@@ -49,8 +49,8 @@ pub(super) async fn call(
         return Err(NotCalled::Stopping);
     }
     let shared_token = ctx.uses_default_token(job);
-    // An urgent job never lingers for a batch.
-    if !ctx.lane.is_urgent() && ctx.batcher.batchable(job).is_some() {
+    // An urgent push joins its application's batch, which then leaves at once.
+    if ctx.batcher.batchable(job).is_some() {
         let deadline = tokio::time::Instant::now() + deadline.remaining();
         return batched(ctx, job, token, shared_token, owner, deadline).await;
     }
@@ -112,6 +112,7 @@ async fn batched(
         let Some(batchable) = ctx.batcher.batchable(job) else {
             return Err(NotCalled::Stopping);
         };
+        let batchable = batchable.with_priority(ctx.lane.priority());
         let batched = tokio::select! {
             batched = ctx.batcher.submit(batchable, token, shared_token, owner, Some(deadline)) => batched.ok_or(NotCalled::Stopping)?,
             () = ctx.hand_back.cancelled() => {

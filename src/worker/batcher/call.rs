@@ -12,7 +12,7 @@ use super::{Entry, METHOD, Shared};
 use crate::job::JobKind;
 use crate::ledger::Account;
 use crate::ledger::Claim;
-use crate::pushwoosh::{Verdict, request};
+use crate::pushwoosh::{Priority, Verdict, request};
 use crate::worker::once::{self, Gate};
 use crate::worker::process::Feedback;
 
@@ -36,7 +36,12 @@ impl Call {
             return;
         }
         if !has_slot {
-            self.shared.slot(&self.account).await;
+            let priority = if entries.iter().any(Entry::is_urgent) {
+                Priority::Urgent
+            } else {
+                Priority::Bulk
+            };
+            self.shared.slot(&self.account, priority).await;
         }
         entries = on_time(entries);
         if entries.is_empty() {

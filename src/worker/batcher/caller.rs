@@ -171,6 +171,22 @@ pub(super) mod fake {
         })
     }
 
+    /// [`submit`] for a job of the urgent lane.
+    pub fn submit_urgent(batcher: &Arc<Batcher>, job: Job) -> tokio::task::JoinHandle<Batched> {
+        let batcher = batcher.clone();
+        tokio::spawn(async move {
+            let batchable = batcher
+                .batchable(&job)
+                .expect("batchable")
+                .with_priority(crate::pushwoosh::Priority::Urgent);
+            batcher
+                .submit(batchable, &SecretString::from("tok"), true, 1, None)
+                .await
+                .expect("an answer")
+                .expect("no ledger, no word of its own")
+        })
+    }
+
     /// The message codes a success gave the job.
     pub fn codes(batched: &Batched) -> Vec<String> {
         match &batched.answered.verdict {

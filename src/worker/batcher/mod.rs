@@ -50,7 +50,7 @@ use crate::result_event::BatchInfo;
 use crate::settings::BatchSettings;
 
 pub use caller::Caller;
-use lane::Lane;
+use lane::{Lane, Receivers};
 
 const METHOD: &str = "createMessage";
 
@@ -69,6 +69,15 @@ pub struct Batchable {
     /// The notification objects, comma-separated, without the enclosing brackets.
     notifications: Bytes,
     count: usize,
+    priority: Priority,
+}
+
+impl Batchable {
+    /// An urgent job's: its batch leaves at once, on an urgent slot.
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
 }
 
 /// A job in a lane: its part of the body, and where its verdict goes (or the ledger's
@@ -81,7 +90,15 @@ struct Entry {
     count: usize,
     /// Not sent after this: answered [`Gate::Expired`] instead.
     deadline: Option<tokio::time::Instant>,
+    /// An urgent job's batch leaves now, on an urgent slot.
+    priority: Priority,
     reply: oneshot::Sender<Result<Batched, Gate>>,
+}
+
+impl Entry {
+    fn is_urgent(&self) -> bool {
+        self.priority == Priority::Urgent
+    }
 }
 
 /// What every lane shares.
@@ -99,12 +116,31 @@ struct Shared {
 
 impl Shared {
     /// Waits for a slot in `account`'s createMessage rate limit.
-    async fn slot(&self, account: &Account) {
-        self.limiter.acquire(account, METHOD, Priority::Bulk).await;
+    async fn slot(&self, account: &Account, priority: Priority) {
+        self.limiter.acquire(account, METHOD, priority).await;
     }
 }
 
-type Lanes = Mutex<HashMap<String, mpsc::UnboundedSender<Entry>>>;
+type Lanes = Mutex<HashMap<String, LaneSender>>;
+
+/// Where a lane's jobs are submitted: urgent ones apart, so that they are read first.
+struct LaneSender {
+    bulk: mpsc::UnboundedSender<Entry>,
+    urgent: mpsc::UnboundedSender<Entry>,
+}
+
+impl LaneSender {
+    /// Gives the entry back when the lane has ended.
+    fn send(&self, entry: Entry) -> Result<(), Entry> {
+        let tx = if entry.is_urgent() {
+            &self.urgent
+        } else {
+            &self.bulk
+        };
+        tx.send(entry)
+            .map_err(|mpsc::error::SendError(entry)| entry)
+    }
+}
 
 pub struct Batcher {
     shared: Arc<Shared>,
@@ -152,7 +188,9 @@ impl Batcher {
     /// ledger's word instead of a call), or `None` if the worker is going away.
     /// `shared_token`: the token is the default one (for the breaker: a refused shared
     /// token stops every job). `owner`: the job's processing, for the ledger. A job whose
-    /// `deadline` passes before its batch's call is not sent.
+    /// `deadline` passes before its batch's call is not sent. An urgent job
+    /// ([`Batchable::with_priority`]) never lingers: its batch leaves at once, on an urgent slot, with whatever of its
+    /// application's jobs are ready.
     pub(super) async fn submit(
         &self,
         job: Batchable,
@@ -168,30 +206,33 @@ impl Batcher {
             notifications: job.notifications,
             count: job.count,
             deadline,
+            priority: job.priority,
             reply,
         };
         {
             // Never held across an await.
             let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
             let entry = match lanes.get(&job.application) {
-                Some(lane) => match lane.send(entry) {
-                    Ok(()) => None,
-                    Err(mpsc::error::SendError(entry)) => Some(entry),
-                },
+                Some(lane) => lane.send(entry).err(),
                 None => Some(entry),
             };
             if let Some(entry) = entry {
-                let (tx, rx) = mpsc::unbounded_channel();
-                // A fresh channel's receiver is alive: this send cannot fail.
-                let _ = tx.send(entry);
-                lanes.insert(job.application.clone(), tx);
+                let (bulk, bulk_rx) = mpsc::unbounded_channel();
+                let (urgent, urgent_rx) = mpsc::unbounded_channel();
+                let sender = LaneSender { bulk, urgent };
+                // Fresh channels' receivers are alive: this send cannot fail.
+                let _ = sender.send(entry);
+                lanes.insert(job.application.clone(), sender);
                 let lane = Lane::new(
                     self.shared.clone(),
                     Arc::downgrade(&self.lanes),
                     job.application,
                     token.clone(),
                     shared_token,
-                    rx,
+                    Receivers {
+                        bulk: bulk_rx,
+                        urgent: urgent_rx,
+                    },
                 );
                 tokio::spawn(lane.run());
             }
@@ -215,6 +256,7 @@ fn batchable(request: &Map<String, Value>, max_size: usize) -> Option<Batchable>
         application: application.to_owned(),
         notifications: request::batch_notifications(notifications)?,
         count,
+        priority: Priority::Bulk,
     })
 }
 

@@ -7,7 +7,7 @@ use secrecy::SecretString;
 
 use crate::settings::{BatchSettings, RateLimitSettings};
 use crate::worker::batcher::caller::fake::{
-    Fake, codes, job, new_batcher, submit, with_limits, with_settings,
+    Fake, codes, job, new_batcher, submit, submit_urgent, with_limits, with_settings,
 };
 use crate::worker::batcher::{Batched, Batcher};
 
@@ -270,4 +270,93 @@ async fn a_batch_keeps_filling_while_its_call_waits_for_a_rate_limit_slot() {
     assert_eq!(fake.calls().len(), 2);
     assert_eq!(fake.calls()[1].len(), 30);
     assert!(started.elapsed() >= Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_urgent_job_does_not_linger_and_takes_the_jobs_waiting_with_it() {
+    let fake = Arc::new(Fake::default());
+    // A long linger window: a bulk job alone would wait a second for company.
+    let batcher = new_batcher(fake.clone(), 100, 1_000);
+    let started = tokio::time::Instant::now();
+    let bulk = submit(&batcher, job("bulk", &["bulk"], false));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let urgent = submit_urgent(&batcher, job("urgent", &["urgent"], false));
+    let (bulk, urgent) = (bulk.await.unwrap(), urgent.await.unwrap());
+    assert_eq!(started.elapsed(), Duration::from_millis(10));
+    assert_eq!(fake.calls(), [vec!["bulk".to_owned(), "urgent".to_owned()]]);
+    assert_eq!((bulk.batch.jobs, urgent.batch.jobs), (2, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_urgent_job_takes_a_place_in_the_full_batch_waiting_for_its_slot() {
+    let fake = Arc::new(Fake::default());
+    // 600 a minute: one call every ~100 ms; batches of 10.
+    let batcher = with_limits(
+        fake.clone(),
+        BatchSettings {
+            enabled: true,
+            max_size: 10,
+            linger_ms: 0,
+            busy_linger_ms: 0,
+        },
+        &RateLimitSettings::default(),
+    );
+    submit(&batcher, job("first", &["first"], false))
+        .await
+        .unwrap();
+    // A campaign of 25: the next batch (10) waits for its slot, the rest queue behind it.
+    let campaign: Vec<_> = (0..25)
+        .map(|i| submit(&batcher, job(&format!("c{i}"), &[&format!("c{i}")], false)))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let urgent = submit_urgent(&batcher, job("urgent", &["urgent"], false));
+    let urgent = urgent.await.unwrap();
+    for c in campaign {
+        c.await.unwrap();
+    }
+    let calls = fake.calls();
+    // The urgent job went in the very next call, in the place of the batch's last bulk
+    // job, which went in the call after; every call full, nothing lost or doubled.
+    assert_eq!(urgent.batch.jobs, 10);
+    assert!(calls[1].contains(&"urgent".to_owned()), "{calls:?}");
+    assert!(!calls[1].contains(&"c9".to_owned()), "{calls:?}");
+    assert_eq!(
+        calls.iter().map(Vec::len).collect::<Vec<_>>(),
+        [1, 10, 10, 6],
+        "{calls:?}"
+    );
+    let mut sent: Vec<String> = calls.into_iter().flatten().collect();
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), 27);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_that_an_entry_overflowed_still_waits_for_its_slot() {
+    let fake = Arc::new(Fake::default());
+    // 600 a minute: one call every ~100 ms; batches of 3 notifications.
+    let batcher = with_limits(
+        fake.clone(),
+        BatchSettings {
+            enabled: true,
+            max_size: 3,
+            linger_ms: 0,
+            busy_linger_ms: 0,
+        },
+        &RateLimitSettings::default(),
+    );
+    let started = tokio::time::Instant::now();
+    submit(&batcher, job("first", &["first"], false))
+        .await
+        .unwrap();
+    // Two notifications each: the second does not fit beside the first.
+    let a = submit(&batcher, job("a", &["a1", "a2"], false));
+    let b = submit(&batcher, job("b", &["b1", "b2"], false));
+    a.await.unwrap();
+    let after_a = started.elapsed();
+    b.await.unwrap();
+    let after_b = started.elapsed();
+    assert_eq!(fake.calls().len(), 3);
+    assert!(after_a >= Duration::from_millis(100), "{after_a:?}");
+    assert!(after_b >= Duration::from_millis(200), "{after_b:?}");
 }
