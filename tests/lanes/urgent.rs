@@ -7,7 +7,7 @@ use wiremock::matchers::method;
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use crate::common::{
-    TestApp, declare_topology, json_props, ok_answer, publish, push_job, test_settings,
+    TestApp, declare_topology, json_props, ok_answer, publish, push_job, push_with, test_settings,
 };
 use crate::support::{WAIT, confirm_channel, publish_to, sms};
 
@@ -146,6 +146,69 @@ async fn an_urgent_push_is_next_at_the_rate_limiter_behind_a_saturating_campaign
     assert!(
         before <= 2,
         "the urgent push waited for {before} of the campaign's {CAMPAIGN} calls"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_urgent_push_rides_in_the_campaigns_next_batch_instead_of_a_call_of_its_own() {
+    const CAMPAIGN: usize = 50;
+    let mut app = TestApp::spawn_with(|s| {
+        s.rate_limit.enabled = true;
+        s.rate_limit.burst = 1;
+        // One call a second, ten pushes a call.
+        s.rate_limit.create_message_per_minute = 60;
+        s.batch.enabled = true;
+        s.batch.max_size = 10;
+    })
+    .await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["P"]})))
+        .mount(&app.mock)
+        .await;
+    for n in 0..CAMPAIGN {
+        app.publish_job(&push_job(&format!("campaign-{n}"))).await;
+    }
+    let job = push_with("urgent-push", json!({"content": "urgent-push"}));
+    publish_to(&app, "urgent.driver", &job).await;
+    let mut before = 0;
+    let mut rest = 0;
+    let mut urgent = None;
+    for _ in 0..=CAMPAIGN {
+        let r = app.next_result(WAIT).await.body;
+        assert_eq!(r["outcome"], "ok", "{r}");
+        if r["job_id"] == "urgent-push" {
+            urgent = Some(r);
+        } else if urgent.is_none() {
+            before += 1;
+        } else {
+            rest += 1;
+        }
+    }
+    let urgent = urgent.expect("the urgent push's result");
+    assert_eq!(before + rest, CAMPAIGN);
+    // The campaign's calls already under way or granted when it came; never the line.
+    assert!(
+        before <= 2 * 10,
+        "the urgent push waited for {before} of the campaign's {CAMPAIGN} pushes"
+    );
+    // It went in a call with campaign pushes: it took no call of the campaign's budget.
+    assert!(
+        urgent["batch"]["jobs"].as_u64().unwrap_or(0) > 1,
+        "the urgent push called alone: {urgent}"
+    );
+    let calls = app.calls_to("createMessage").await;
+    let with_urgent: Vec<_> = calls
+        .iter()
+        .filter(|c| c.to_string().contains("urgent-push"))
+        .collect();
+    assert_eq!(with_urgent.len(), 1, "one call carried it");
+    assert!(
+        with_urgent[0]["request"]["notifications"]
+            .as_array()
+            .is_some_and(|n| n.len() > 1),
+        "{}",
+        with_urgent[0]
     );
     app.stop().await;
 }
