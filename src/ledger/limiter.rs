@@ -74,10 +74,13 @@ pub struct SharedLimiter {
     ttl_ms: u64,
     methods: Vec<MethodState>,
     /// One line per account, method and priority (see the module's doc).
-    lines: Mutex<HashMap<(Account, &'static str, Priority), Arc<Semaphore>>>,
+    lines: Mutex<HashMap<LineKey, Arc<Semaphore>>>,
     /// This process's share, used while Redis does not answer and `on_unavailable = send`.
     fallback: RateLimiter,
 }
+
+/// A line of waiting callers: an account's calls of one method and priority.
+type LineKey = (Account, &'static str, Priority);
 
 struct MethodState {
     method: &'static str,
