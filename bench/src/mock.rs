@@ -96,6 +96,15 @@ impl Mock {
         }
     }
 
+    /// Distinct messages the sandbox created (a repeated transactionId creates none);
+    /// the minimal responder does not know.
+    pub fn sends(&self) -> Option<u64> {
+        match &self.server {
+            Server::Sandbox(h) => Some(h.sends()),
+            Server::Minimal(_) => None,
+        }
+    }
+
     /// The mock thread's CPU so far, ms.
     pub fn cpu_ms(&self) -> Option<f64> {
         super::procs::cpu_ms_of(&format!("/proc/self/task/{}/stat", self.tid?))

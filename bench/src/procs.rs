@@ -174,6 +174,12 @@ impl Proc {
             let _ = self.child.kill().await;
         }
     }
+
+    /// SIGKILL at once, as a crash or an OOM kill would: nothing is handed back, and the
+    /// broker returns the process's unacked jobs to the queue when its connection drops.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
 }
 
 /// Sums a metric's samples whose label set contains every one of `labels`.
@@ -269,10 +275,19 @@ impl MachineCpu {
 
 /// The RabbitMQ node's process (`beam.smp`), if it runs on this machine.
 pub fn broker_pid() -> Option<u32> {
+    pid_named("beam.smp")
+}
+
+/// The Redis server (the workers' ledger), if it runs on this machine.
+pub fn redis_pid() -> Option<u32> {
+    pid_named("redis-server")
+}
+
+fn pid_named(comm: &str) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        (comm.trim() == "beam.smp").then_some(pid)
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (name.trim() == comm).then_some(pid)
     })
 }
 

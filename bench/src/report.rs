@@ -46,6 +46,9 @@ pub fn row(m: &Measured) {
     if let Some(b) = per_job(m.broker_cpu_ms) {
         notes.push(format!("broker {b:.3} ms/job"));
     }
+    if let Some(r) = per_job(m.redis_cpu_ms) {
+        notes.push(format!("Redis {r:.3} ms/job"));
+    }
     if let Some(b) = per_job(m.bench_cpu_ms) {
         let mock = per_job(m.mock_cpu_ms).map_or_else(String::new, |x| format!(" (mock {x:.3})"));
         notes.push(format!("bench {b:.3} ms/job{mock}"));
@@ -73,6 +76,24 @@ pub fn row(m: &Measured) {
         notes.push(format!(
             "log {:.0} B/job",
             l as f64 / m.results.max(1) as f64
+        ));
+    }
+    if let Some(s) = m.sends {
+        notes.push(format!(
+            "the sandbox created {} messages",
+            thousands(s as f64)
+        ));
+    }
+    if m.processes > 1 {
+        notes.push(format!("{} processes", m.processes));
+    }
+    if let Some(k) = m.killed_at {
+        notes.push(format!("one SIGKILLed at {k:.1} s"));
+    }
+    if m.marked_duplicate > 0 {
+        notes.push(format!(
+            "{} answered from the ledger (\"duplicate\": true)",
+            m.marked_duplicate
         ));
     }
     notes.push(format!(

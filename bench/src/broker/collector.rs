@@ -19,6 +19,9 @@ pub struct Collected {
     /// Distinct jobs with a result.
     pub results: usize,
     pub duplicates: usize,
+    /// Results saying `"duplicate": true`: the ledger answered them from an earlier
+    /// processing's record, without a call (e.g. a job redelivered after its worker died).
+    pub marked_duplicate: usize,
     /// Results whose outcome was not `ok` (or that could not be read).
     pub not_ok: usize,
     /// Publish-to-result, µs, for jobs from index `warmup` on.
@@ -42,6 +45,8 @@ struct ResultLite<'a> {
     received_at: Option<&'a str>,
     #[serde(borrow)]
     completed_at: Option<&'a str>,
+    #[serde(default)]
+    duplicate: bool,
 }
 
 /// One job's publish-to-result time and its three legs, µs: from the publish to the
@@ -120,8 +125,11 @@ impl Collector {
                 .filter(|_| self.split_legs)
                 .and_then(|r| Some((r.received_at?, r.completed_at?)))
                 .and_then(|(r, c)| Some((self.stamps.instant_of(r)?, self.stamps.instant_of(c)?)));
+            if lite.as_ref().is_some_and(|r| r.duplicate) {
+                out.marked_duplicate += 1;
+            }
             let Some((index, ok)) =
-                lite.and_then(|r| Some((job_index(r.job_id?)?, r.outcome == "ok")))
+                lite.and_then(|r| Some((self.stamps.index_of(r.job_id?)?, r.outcome == "ok")))
             else {
                 out.not_ok += 1;
                 continue;

@@ -114,18 +114,21 @@ fn mask(url: &str) -> String {
     }
 }
 
-/// A push job as a backend would publish it; `i` makes it unique.
-pub fn job_body(i: usize) -> Vec<u8> {
+/// Job ids `bench-<i>`; against the sandbox, `bench-<tag>-<i>` with a tag of the run's
+/// own: the sandbox remembers each transactionId (derived from the job id) for five
+/// minutes, and would take a later run's pushes for repeats of an earlier run's.
+pub fn id_prefix(tagged: bool) -> String {
+    if tagged {
+        format!("{JOB_ID_PREFIX}{:06x}-", fastrand::u32(..1 << 24))
+    } else {
+        JOB_ID_PREFIX.to_owned()
+    }
+}
+
+/// A push job as a backend would publish it, with the id `id`; `i` makes its content unique.
+pub fn job_body(id: &str, i: usize) -> Vec<u8> {
     format!(
-        r#"{{"id":"{JOB_ID_PREFIX}{i}","kind":"push","application":"ABCDE-12345","notifications":[{{"send_date":"now","content":{{"en":"Your order {i} has shipped","de":"Ihre Bestellung {i} ist unterwegs"}},"users":["user-{i}"],"data":{{"order":{i}}}}}]}}"#
+        r#"{{"id":"{id}","kind":"push","application":"ABCDE-12345","notifications":[{{"send_date":"now","content":{{"en":"Your order {i} has shipped","de":"Ihre Bestellung {i} ist unterwegs"}},"users":["user-{i}"],"data":{{"order":{i}}}}}]}}"#
     )
     .into_bytes()
-}
-
-pub fn job_id(i: usize) -> String {
-    format!("{JOB_ID_PREFIX}{i}")
-}
-
-fn job_index(id: &str) -> Option<usize> {
-    id.strip_prefix(JOB_ID_PREFIX)?.parse().ok()
 }

@@ -9,15 +9,27 @@ pub struct Stamps {
     /// The wall clock at `base`, to place the worker's `received_at`/`completed_at`.
     wall_base: std::time::SystemTime,
     pub(super) at: Vec<AtomicU64>,
+    /// This run's job ids are this and the job's index ([`id_prefix`]).
+    ids: String,
 }
 
 impl Stamps {
-    pub fn new(jobs: usize) -> Self {
+    pub fn new(jobs: usize, ids: String) -> Self {
         Self {
             base: Instant::now(),
             wall_base: std::time::SystemTime::now(),
             at: (0..jobs).map(|_| AtomicU64::new(0)).collect(),
+            ids,
         }
+    }
+
+    pub fn job_id(&self, i: usize) -> String {
+        format!("{}{i}", self.ids)
+    }
+
+    /// The index of one of this run's job ids.
+    pub(super) fn index_of(&self, id: &str) -> Option<usize> {
+        id.strip_prefix(self.ids.as_str())?.parse().ok()
     }
 
     /// A wall-clock RFC 3339 time from a result event, on this run's monotonic clock.
@@ -89,11 +101,12 @@ impl Producer {
             while confirms.len() >= CONFIRM_WINDOW {
                 confirmed(confirms.next().await)?;
             }
-            let body = job_body(i);
+            let id = stamps.job_id(i);
+            let body = job_body(&id, i);
             let properties = BasicProperties::default()
                 .with_content_type("application/json".into())
                 .with_delivery_mode(2)
-                .with_message_id(job_id(i).into());
+                .with_message_id(id.into());
             stamps.set(i, Instant::now());
             let confirm = self
                 .channel

@@ -11,13 +11,16 @@ use anyhow::Context;
 
 use pushwoosh_worker::bench_support::QueueType;
 
+mod consumers;
 mod observe;
 
+use consumers::Consumers;
 use observe::{held_ms, mean_ms, sample_in_flight, tail_legs};
+use tokio_util::sync::CancellationToken;
 
-use super::broker::{Collector, Names, Producer, Stamps};
+use super::broker::{Collector, Names, Producer, Stamps, id_prefix};
 use super::mock::Mock;
-use super::procs::{self, MachineCpu, Proc, metric_sum};
+use super::procs::{self, MachineCpu, metric_sum};
 
 /// No result for this long ends a run as failed.
 const STALL: Duration = Duration::from_secs(30);
@@ -99,6 +102,10 @@ pub struct RunSpec {
     pub sample_in_flight: bool,
     /// Needs the sandbox (its rate limit), whatever `--mock` says.
     pub use_sandbox: bool,
+    /// Consumer processes on the one jobs queue (competing consumers); 0 counts as 1.
+    pub processes: usize,
+    /// SIGKILL the last of the processes this long after the start.
+    pub kill_at: Option<Duration>,
 }
 
 /// What one run measured.
@@ -106,10 +113,13 @@ pub struct RunSpec {
 pub struct Measured {
     pub label: String,
     pub is_worker: bool,
+    pub processes: usize,
     pub expected: usize,
     pub results: usize,
     pub not_ok: usize,
     pub duplicates: usize,
+    /// Results the ledger answered from an earlier processing's record (`"duplicate": true`).
+    pub marked_duplicate: usize,
     pub seconds: f64,
     pub jobs_per_s: f64,
     /// Publish-to-result percentiles, ms (not for a drain: jobs waited in the queue).
@@ -124,6 +134,10 @@ pub struct Measured {
     pub idle_rss_kb: Option<u64>,
     pub cpu_ms: Option<f64>,
     pub api_calls: u64,
+    /// Messages the sandbox created (a repeated transactionId creates none).
+    pub sends: Option<u64>,
+    /// When a process was killed, seconds after the start.
+    pub killed_at: Option<f64>,
     pub http_429: Option<u64>,
     /// `basic.ack` commands the worker sent (single and multiple).
     pub acks: Option<u64>,
@@ -138,6 +152,7 @@ pub struct Measured {
     pub max_in_flight: Option<u64>,
     pub machine_busy: Option<f64>,
     pub broker_cpu_ms: Option<f64>,
+    pub redis_cpu_ms: Option<f64>,
     pub bench_cpu_ms: Option<f64>,
     pub mock_cpu_ms: Option<f64>,
     pub log_bytes: Option<u64>,
@@ -171,7 +186,8 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
     };
     mock.set_latency(spec.api_latency);
     mock.set_create_message_limit(spec.api_limit)?;
-    let stamps = Arc::new(Stamps::new(spec.jobs));
+    let ids = id_prefix(mock.sends().is_some());
+    let stamps = Arc::new(Stamps::new(spec.jobs, ids));
     let mut collector =
         Collector::start(&bench.amqp_url, &amqp.results_exchange, stamps.clone()).await?;
     // At a steady rate the tail says something about the worker; when the producer
@@ -183,74 +199,28 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
         producer.publish(0..spec.jobs, None, &stamps).await?;
     }
     let calls_before = mock.create_message_calls();
+    let sends_before = mock.sends();
     let n = bench.runs.fetch_add(1, Ordering::Relaxed) + 1;
     let slug: String = spec
         .label
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let log = bench.logs.join(format!("{n:02}-{slug}.log"));
-    let machine0 = MachineCpu::now();
-    let broker = procs::broker_pid();
-    let broker0 = broker.and_then(|p| procs::cpu_ms_of(&format!("/proc/{p}/stat")));
-    let consumer = match &spec.consumer {
-        Consumer::Worker(env) => {
-            let mut all = vec![
-                ("AMQP_URL".to_owned(), bench.amqp_url.clone()),
-                ("PUSHWOOSH_API_URL".to_owned(), mock.base_url().to_owned()),
-                ("PUSHWOOSH_AUTH_TOKEN".to_owned(), "bench-token".to_owned()),
-                (
-                    "PUSHWOOSH_WORKER__AMQP__PREFETCH".to_owned(),
-                    spec.prefetch.to_string(),
-                ),
-                // Jobs still waiting at the end (e.g. for a rate-limit slot) go back to a
-                // queue about to be deleted: no need to wait the default 25 s for them.
-                (
-                    "PUSHWOOSH_WORKER__SHUTDOWN__GRACE_PERIOD_MS".to_owned(),
-                    "2000".to_owned(),
-                ),
-            ];
-            all.extend(names.worker_env());
-            all.extend(env.iter().cloned());
-            all.extend(bench.extra_env.iter().cloned());
-            Proc::worker(&bench.worker_bin, &all, log).await?
-        }
-        Consumer::Ceiling(hold) => {
-            Proc::ceiling(
-                &bench.amqp_url,
-                &amqp.jobs_queue,
-                &amqp.results_exchange,
-                spec.prefetch,
-                bench.ceiling_ack_coalesce_ms,
-                *hold,
-                log,
-            )
-            .await?
-        }
-    };
-    eprintln!(
-        "  [{} pid {}, log {}]",
-        spec.label,
-        consumer.pid(),
-        consumer.log.display()
-    );
+    let (broker, redis) = (procs::broker_pid(), procs::redis_pid());
+    let cpu_of = |pid: Option<u32>| pid.and_then(|p| procs::cpu_ms_of(&format!("/proc/{p}/stat")));
+    let around = || (MachineCpu::now(), cpu_of(broker), cpu_of(redis));
+    let before_start = around();
+    let mut consumers =
+        Consumers::start(bench, spec, names, mock, &format!("{n:02}-{slug}")).await?;
     // A drain counts the start-up too (the worker consumes as soon as it can).
-    let cpu0 = if spec.load == Load::Drain {
-        0.0
+    let (cpu0, around0) = if spec.load == Load::Drain {
+        (0.0, before_start)
     } else {
-        consumer.cpu_ms().unwrap_or(0.0)
+        (consumers.cpu_ms().unwrap_or(0.0), around())
     };
-    let idle_rss_kb = consumer.rss_kb();
+    let idle_rss_kb = consumers.rss_kb();
     let bench0 = procs::own_cpu_ms();
     let mock0 = mock.cpu_ms();
-    let (machine0, broker0) = if spec.load == Load::Drain {
-        (machine0, broker0)
-    } else {
-        (
-            MachineCpu::now(),
-            broker.and_then(|p| procs::cpu_ms_of(&format!("/proc/{p}/stat"))),
-        )
-    };
 
     let started = Instant::now();
     let publishing = match spec.load {
@@ -267,30 +237,40 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
         Load::Window(_, secs) => Some(started + Duration::from_secs(secs)),
         _ => None,
     };
-    let in_flight = spec.sample_in_flight.then(|| sample_in_flight(&consumer));
-    let collected = match &in_flight {
-        Some(sampler) => {
+    // Collect; meanwhile sample, and kill a consumer, as the run asks.
+    let stop = CancellationToken::new();
+    let urls = consumers.metrics_urls();
+    let (collected, max_in_flight, killed_at) = tokio::join!(
+        async {
             let c = collector
                 .collect(spec.jobs, spec.warmup, deadline, STALL)
                 .await;
-            sampler.1.cancel();
+            stop.cancel();
             c
-        }
-        None => {
-            collector
-                .collect(spec.jobs, spec.warmup, deadline, STALL)
-                .await
-        }
-    };
+        },
+        async {
+            if spec.sample_in_flight {
+                Some(sample_in_flight(urls, &stop).await)
+            } else {
+                None
+            }
+        },
+        async {
+            match spec.kill_at {
+                Some(after) => consumers.kill_one(started, after, &stop).await,
+                None => None,
+            }
+        },
+    );
 
-    let cpu1 = consumer.cpu_ms();
-    let peak_rss_kb = consumer.peak_rss_kb();
-    let machine1 = MachineCpu::now();
-    let broker1 = broker.and_then(|p| procs::cpu_ms_of(&format!("/proc/{p}/stat")));
-    let metrics = consumer.metrics().await;
+    let cpu1 = consumers.cpu_ms();
+    let peak_rss_kb = consumers.peak_rss_kb();
+    let (machine1, broker1, redis1) = around();
+    let metrics = consumers.metrics().await;
     let calls = mock.create_message_calls() - calls_before;
-    let log_path = consumer.log.clone();
-    consumer.stop().await;
+    let sends = sends_before.zip(mock.sends()).map(|(a, b)| b - a);
+    let logs = consumers.logs();
+    consumers.stop().await;
     let published = match publishing {
         Some(task) => {
             if deadline.is_some() {
@@ -300,10 +280,6 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
                 Some(task.await.context("the producer task")??)
             }
         }
-        None => None,
-    };
-    let max_in_flight = match in_flight {
-        Some((task, _)) => task.await.ok(),
         None => None,
     };
 
@@ -330,13 +306,23 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
         let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
         Some(latencies[i] as f64 / 1000.0)
     };
+    let metric = |name: &str, labels: &[&str]| {
+        metrics
+            .as_deref()
+            .map(|m| metric_sum(m, name, labels) as u64)
+    };
+    let mean = |histogram: &str| metrics.as_deref().and_then(|m| mean_ms(m, histogram));
+    let holds: Vec<f64> = logs.iter().filter_map(|l| held_ms(l)).collect();
+    let (machine0, broker0, redis0) = around0;
     Ok(Measured {
         label: spec.label.clone(),
         is_worker: matches!(spec.consumer, Consumer::Worker(_)),
+        processes: spec.processes.max(1),
         expected: spec.jobs,
         results: collected.results,
         not_ok: collected.not_ok,
         duplicates: collected.duplicates,
+        marked_duplicate: collected.marked_duplicate,
         seconds,
         jobs_per_s: if seconds > 0.0 {
             counted as f64 / seconds
@@ -352,36 +338,24 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
         idle_rss_kb,
         cpu_ms: cpu1.map(|c| c - cpu0),
         api_calls: calls,
-        http_429: metrics.as_deref().map(|m| {
-            metric_sum(
-                m,
-                "pushwoosh_worker_api_calls_total",
-                &["status=\"http_429\""],
-            ) as u64
-        }),
-        acks: metrics.as_deref().map(|m| {
-            metric_sum(
-                m,
-                "pushwoosh_worker_settle_commands_total",
-                &["command=\"ack"],
-            ) as u64
-        }),
-        call_ms: metrics
-            .as_deref()
-            .and_then(|m| mean_ms(m, "pushwoosh_worker_api_call_duration_seconds")),
-        job_ms: metrics
-            .as_deref()
-            .and_then(|m| mean_ms(m, "pushwoosh_worker_job_duration_seconds")),
-        confirm_ms: metrics
-            .as_deref()
-            .and_then(|m| mean_ms(m, "pushwoosh_worker_result_publish_seconds")),
-        hold_ms: held_ms(&log_path),
+        sends,
+        killed_at,
+        http_429: metric("pushwoosh_worker_api_calls_total", &["status=\"http_429\""]),
+        acks: metric("pushwoosh_worker_settle_commands_total", &["command=\"ack"]),
+        call_ms: mean("pushwoosh_worker_api_call_duration_seconds"),
+        job_ms: mean("pushwoosh_worker_job_duration_seconds"),
+        confirm_ms: mean("pushwoosh_worker_result_publish_seconds"),
+        hold_ms: (!holds.is_empty()).then(|| holds.iter().sum::<f64>() / holds.len() as f64),
         max_in_flight,
         machine_busy: machine0.zip(machine1).map(|(a, b)| a.busy_since(b)),
         broker_cpu_ms: broker0.zip(broker1).map(|(a, b)| b - a),
+        redis_cpu_ms: redis0.zip(redis1).map(|(a, b)| b - a),
         bench_cpu_ms: bench0.zip(procs::own_cpu_ms()).map(|(a, b)| b - a),
         mock_cpu_ms: mock0.zip(mock.cpu_ms()).map(|(a, b)| b - a),
-        log_bytes: std::fs::metadata(&log_path).ok().map(|m| m.len()),
+        log_bytes: logs
+            .iter()
+            .map(|l| std::fs::metadata(l).ok().map(|m| m.len()))
+            .sum(),
         stopped_short: collected.stopped_short.clone(),
     })
 }

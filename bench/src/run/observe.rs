@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::super::broker::Legs;
-use super::super::procs::{Proc, metric_sum};
+use super::super::procs::metric_sum;
 
 /// Where the slowest 1% of jobs spent their time (not for a drain: jobs waited in the
 /// queue by design).
@@ -40,32 +42,24 @@ pub(super) fn mean_ms(metrics: &str, histogram: &str) -> Option<f64> {
     (count > 0.0).then(|| sum / count * 1000.0)
 }
 
-/// Scrapes the worker's jobs_in_flight gauge every 50 ms; the task returns the highest seen.
-pub(super) fn sample_in_flight(
-    consumer: &Proc,
-) -> (
-    tokio::task::JoinHandle<u64>,
-    tokio_util::sync::CancellationToken,
-) {
-    let stop = tokio_util::sync::CancellationToken::new();
-    let url = consumer.metrics_url();
-    let token = stop.clone();
-    let task = tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        let mut max = 0u64;
-        while !token.is_cancelled() {
-            if let Some(url) = &url
-                && let Ok(r) = http.get(url).send().await
+/// Scrapes the workers' jobs_in_flight gauges every 50 ms until `stop`; the highest sum seen.
+pub(super) async fn sample_in_flight(urls: Vec<String>, stop: &CancellationToken) -> u64 {
+    let http = reqwest::Client::new();
+    let mut max = 0u64;
+    while !stop.is_cancelled() {
+        let mut sum = 0u64;
+        for url in &urls {
+            if let Ok(r) = http.get(url).send().await
                 && let Ok(text) = r.text().await
             {
-                max = max.max(metric_sum(&text, "pushwoosh_worker_jobs_in_flight", &[]) as u64);
-            }
-            tokio::select! {
-                () = token.cancelled() => {}
-                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                sum += metric_sum(&text, "pushwoosh_worker_jobs_in_flight", &[]) as u64;
             }
         }
-        max
-    });
-    (task, stop)
+        max = max.max(sum);
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    max
 }

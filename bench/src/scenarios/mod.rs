@@ -204,6 +204,8 @@ fn spec(
         warmup: 0,
         sample_in_flight: false,
         use_sandbox: false,
+        processes: 1,
+        kill_at: None,
     }
 }
 
