@@ -58,7 +58,7 @@ pub(super) fn mode_load(mode: Mode) -> (Load, &'static str) {
 }
 
 /// The model of a call: the mock's latency plus ~1.5 ms of overhead, in ms.
-fn model_call_ms(args: &Args) -> f64 {
+pub(super) fn model_call_ms(args: &Args) -> f64 {
     args.latency_ms as f64 + 1.5
 }
 

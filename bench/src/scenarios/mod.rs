@@ -8,10 +8,13 @@ use anyhow::Context;
 use pushwoosh_worker::bench_support::QueueType;
 
 mod latency;
+mod replicas;
 mod resources;
 mod throughput;
 
 use latency::{latency, service};
+pub use replicas::ReplicaArgs;
+use replicas::replicas;
 use resources::{api_budget, memory};
 use throughput::efficiency;
 
@@ -72,6 +75,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<bool> {
                 Scenario::Service,
                 Scenario::Memory,
                 Scenario::ApiBudget,
+                Scenario::Replicas,
             ]
         } else {
             args.scenarios.clone()
@@ -128,6 +132,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<bool> {
             Scenario::Service => service(&bench, &args).await,
             Scenario::Memory => memory(&bench, &args).await,
             Scenario::ApiBudget => api_budget(&bench, &args).await,
+            Scenario::Replicas => replicas(&bench, &args).await,
             Scenario::All => Ok(()),
         };
         if let Err(e) = outcome {
