@@ -45,6 +45,8 @@ pub enum Scenario {
     ApiBudget,
     /// `--replica-counts` worker processes on one queue at 50 ms, each against the ceiling.
     Replicas,
+    /// `--budget-processes` workers sharing one account's budget in Redis, one killed mid-run.
+    SharedBudget,
     All,
 }
 
@@ -140,6 +142,8 @@ pub struct Args {
     pub api_latency_ms: u64,
     #[command(flatten)]
     pub replicas: scenarios::ReplicaArgs,
+    #[command(flatten)]
+    pub budget: scenarios::BudgetArgs,
     /// Extra worker environment, KEY=VALUE (repeatable); applied last, to every worker start.
     #[arg(long = "worker-env", value_name = "KEY=VALUE", value_parser = key_value)]
     pub worker_env: Vec<(String, String)>,

@@ -15,7 +15,7 @@ mod consumers;
 mod observe;
 
 use consumers::Consumers;
-use observe::{held_ms, mean_ms, sample_in_flight, tail_legs};
+use observe::{held_ms, mean_ms, sample_calls, sample_in_flight, tail_legs};
 use tokio_util::sync::CancellationToken;
 
 use super::broker::{Collector, Names, Producer, Stamps, id_prefix};
@@ -106,6 +106,8 @@ pub struct RunSpec {
     pub processes: usize,
     /// SIGKILL the last of the processes this long after the start.
     pub kill_at: Option<Duration>,
+    /// Sample the mock's createMessage requests during the run (`Measured::calls_timeline`).
+    pub calls_timeline: bool,
 }
 
 /// What one run measured.
@@ -136,6 +138,8 @@ pub struct Measured {
     pub api_calls: u64,
     /// Messages the sandbox created (a repeated transactionId creates none).
     pub sends: Option<u64>,
+    /// (seconds after the start, createMessage requests since it), every 250 ms.
+    pub calls_timeline: Vec<(f64, u64)>,
     /// When a process was killed, seconds after the start.
     pub killed_at: Option<f64>,
     pub http_429: Option<u64>,
@@ -240,7 +244,7 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
     // Collect; meanwhile sample, and kill a consumer, as the run asks.
     let stop = CancellationToken::new();
     let urls = consumers.metrics_urls();
-    let (collected, max_in_flight, killed_at) = tokio::join!(
+    let (collected, max_in_flight, timeline, killed_at) = tokio::join!(
         async {
             let c = collector
                 .collect(spec.jobs, spec.warmup, deadline, STALL)
@@ -253,6 +257,13 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
                 Some(sample_in_flight(urls, &stop).await)
             } else {
                 None
+            }
+        },
+        async {
+            if spec.calls_timeline {
+                sample_calls(mock, started, &stop).await
+            } else {
+                Vec::new()
             }
         },
         async {
@@ -339,6 +350,10 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
         cpu_ms: cpu1.map(|c| c - cpu0),
         api_calls: calls,
         sends,
+        calls_timeline: timeline
+            .into_iter()
+            .map(|(t, c)| (t, c - calls_before))
+            .collect(),
         killed_at,
         http_429: metric("pushwoosh_worker_api_calls_total", &["status=\"http_429\""]),
         acks: metric("pushwoosh_worker_settle_commands_total", &["command=\"ack"]),

@@ -1,11 +1,12 @@
 //! What a run reads while and after it runs: the worker's /metrics, the ceiling's log,
 //! the slowest jobs' legs.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::super::broker::Legs;
+use super::super::mock::Mock;
 use super::super::procs::metric_sum;
 
 /// Where the slowest 1% of jobs spent their time (not for a drain: jobs waited in the
@@ -62,4 +63,22 @@ pub(super) async fn sample_in_flight(urls: Vec<String>, stop: &CancellationToken
         }
     }
     max
+}
+
+/// The mock's createMessage requests every 250 ms until `stop`: (seconds after
+/// `started`, requests so far).
+pub(super) async fn sample_calls(
+    mock: &Mock,
+    started: Instant,
+    stop: &CancellationToken,
+) -> Vec<(f64, u64)> {
+    let mut timeline = vec![(0.0, mock.create_message_calls())];
+    while !stop.is_cancelled() {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        timeline.push((started.elapsed().as_secs_f64(), mock.create_message_calls()));
+    }
+    timeline
 }

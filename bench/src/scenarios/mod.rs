@@ -7,11 +7,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use pushwoosh_worker::bench_support::QueueType;
 
+mod budget;
 mod latency;
 mod replicas;
 mod resources;
 mod throughput;
 
+pub use budget::BudgetArgs;
+use budget::shared_budget;
 use latency::{latency, service};
 pub use replicas::ReplicaArgs;
 use replicas::replicas;
@@ -76,6 +79,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<bool> {
                 Scenario::Memory,
                 Scenario::ApiBudget,
                 Scenario::Replicas,
+                Scenario::SharedBudget,
             ]
         } else {
             args.scenarios.clone()
@@ -103,7 +107,10 @@ pub async fn run_all(args: Args) -> anyhow::Result<bool> {
     let mock = Mock::start(args.mock)?;
     let sandbox = match args.mock {
         MockKind::Sandbox => None,
-        MockKind::Minimal if scenarios.contains(&Scenario::ApiBudget) => {
+        MockKind::Minimal
+            if scenarios.contains(&Scenario::ApiBudget)
+                || scenarios.contains(&Scenario::SharedBudget) =>
+        {
             Some(Mock::start(MockKind::Sandbox)?)
         }
         MockKind::Minimal => None,
@@ -133,6 +140,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<bool> {
             Scenario::Memory => memory(&bench, &args).await,
             Scenario::ApiBudget => api_budget(&bench, &args).await,
             Scenario::Replicas => replicas(&bench, &args).await,
+            Scenario::SharedBudget => shared_budget(&bench, &args).await,
             Scenario::All => Ok(()),
         };
         if let Err(e) = outcome {
@@ -211,6 +219,7 @@ fn spec(
         use_sandbox: false,
         processes: 1,
         kill_at: None,
+        calls_timeline: false,
     }
 }
 
