@@ -273,14 +273,54 @@ impl MachineCpu {
     }
 }
 
-/// The RabbitMQ node's process (`beam.smp`), if it runs on this machine.
-pub fn broker_pid() -> Option<u32> {
-    pid_named("beam.smp")
+/// The RabbitMQ node's process: the one listening on the AMQP URL's port (a machine may
+/// run more than one node, and `rabbitmqctl` starts a `beam.smp` of its own), else the
+/// first `beam.smp`.
+pub fn broker_pid(amqp_url: &str) -> Option<u32> {
+    let port = url_port(amqp_url).unwrap_or(if amqp_url.starts_with("amqps:") {
+        5671
+    } else {
+        5672
+    });
+    listener_pid(port).or_else(|| pid_named("beam.smp"))
 }
 
-/// The Redis server (the workers' ledger), if it runs on this machine.
+/// The Redis server of the workers' ledger (`REDIS_URL`, else the default one's port).
 pub fn redis_pid() -> Option<u32> {
-    pid_named("redis-server")
+    let url = std::env::var("REDIS_URL").unwrap_or_default();
+    listener_pid(url_port(&url).unwrap_or(6379))
+}
+
+/// The port of `scheme://[user:password@]host:port[/...]`, if it names one.
+fn url_port(url: &str) -> Option<u16> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = rest.split('/').next()?;
+    let host = authority.rsplit('@').next()?;
+    host.rsplit_once(':')?.1.parse().ok()
+}
+
+/// The process with a socket listening on this local TCP port.
+fn listener_pid(port: u16) -> Option<u32> {
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+                let listening = *f.get(3)? == "0A";
+                let inode = f.get(9)?;
+                (local_port == port && listening).then(|| inode.to_string())
+            })
+        })?;
+    let target = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_str() == Some(&target)))
+            .then_some(pid)
+    })
 }
 
 fn pid_named(comm: &str) -> Option<u32> {
@@ -294,4 +334,21 @@ fn pid_named(comm: &str) -> Option<u32> {
 /// This process's CPU so far, ms (the bench: producer, collector and mock together).
 pub fn own_cpu_ms() -> Option<f64> {
     cpu_ms_of("/proc/self/stat")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_port;
+
+    #[test]
+    fn a_url_names_its_port_or_none() {
+        assert_eq!(
+            url_port("amqp://guest:guest@127.0.0.1:5772/%2f"),
+            Some(5772)
+        );
+        assert_eq!(url_port("redis://127.0.0.1:6380"), Some(6380));
+        assert_eq!(url_port("amqp://u:p@host/%2f"), None);
+        assert_eq!(url_port("amqp://host"), None);
+        assert_eq!(url_port(""), None);
+    }
 }

@@ -210,7 +210,7 @@ async fn measure_on(bench: &Bench, spec: &RunSpec, names: &Names) -> anyhow::Res
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let (broker, redis) = (procs::broker_pid(), procs::redis_pid());
+    let (broker, redis) = (procs::broker_pid(&bench.amqp_url), procs::redis_pid());
     let cpu_of = |pid: Option<u32>| pid.and_then(|p| procs::cpu_ms_of(&format!("/proc/{p}/stat")));
     let around = || (MachineCpu::now(), cpu_of(broker), cpu_of(redis));
     let before_start = around();
