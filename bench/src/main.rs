@@ -157,9 +157,9 @@ pub struct Args {
     /// Repeat each measurement this many times (the machine is shared: numbers are noisy).
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
-    /// The mock Pushwoosh of scenarios 1-4 (api-budget always uses the sandbox). The sandbox
-    /// checks and records every call, so it takes more CPU per call than the minimal
-    /// responder, on the cores the worker needs.
+    /// The mock Pushwoosh of scenarios 1-4 and replicas (api-budget and shared-budget always
+    /// use the sandbox). The sandbox checks and records every call, so it takes more CPU per
+    /// call than the minimal responder, on the cores the worker needs.
     #[arg(long, value_enum, default_value_t = MockKind::Minimal)]
     pub mock: MockKind,
     /// The jobs queue's type.
