@@ -63,6 +63,9 @@ pub enum Granted {
     Unlimited,
 }
 
+/// One line of callers: an account, a method, a priority.
+type LineKey = (Account, &'static str, Priority);
+
 pub struct SharedLimiter {
     ledger: Ledger,
     enabled: bool,
@@ -74,7 +77,7 @@ pub struct SharedLimiter {
     ttl_ms: u64,
     methods: Vec<MethodState>,
     /// One line per account, method and priority (see the module's doc).
-    lines: Mutex<HashMap<(Account, &'static str, Priority), Arc<Semaphore>>>,
+    lines: Mutex<HashMap<LineKey, Arc<Semaphore>>>,
     /// This process's share, used while Redis does not answer and `on_unavailable = send`.
     fallback: RateLimiter,
 }
