@@ -51,8 +51,11 @@ impl Application {
         let listener = TcpListener::bind(&settings.http.listen)
             .await
             .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
-        let connection = broker::connect(
-            &settings.amqp.url,
+        let broker::Connected {
+            connection,
+            endpoint,
+        } = broker::connect(
+            &settings.amqp,
             &connection_name(),
             Duration::from_millis(settings.amqp.startup_timeout_ms),
         )
@@ -75,6 +78,7 @@ impl Application {
             .runtime_worker_threads
             .set(i64::try_from(threads).unwrap_or(i64::MAX));
         let readiness = Arc::new(Readiness::default());
+        readiness.set_broker(&endpoint);
         let breaker = Arc::new(CircuitBreaker::new(
             &settings.breaker,
             metrics.clone(),

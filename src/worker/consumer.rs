@@ -66,10 +66,14 @@ pub async fn run_consumer(
             Some(conn) => conn,
             None => {
                 let name = connection_name();
-                let connect = broker::connect(&setup.settings.amqp.url, &name, Duration::MAX);
+                let connect = broker::connect(&setup.settings.amqp, &name, Duration::MAX);
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
-                    conn = connect => Arc::new(conn?),
+                    conn = connect => {
+                        let conn = conn?;
+                        setup.readiness.set_broker(&conn.endpoint);
+                        Arc::new(conn.connection)
+                    }
                 }
             }
         };
