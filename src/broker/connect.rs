@@ -2,11 +2,10 @@
 //! started just before its broker still comes up, and a wrong URL still fails clearly.
 //!
 //! With several endpoints (`amqp.urls`, or `AMQP_URL` holding several URLs separated by
-//! commas: the nodes of one cluster) each round tries them in order, one attempt each,
-//! starting after the one this process was last connected to: a node that was lost is
-//! tried last, and a process's first connection goes to the first URL that answers.
+//! commas: the nodes of one cluster) each round tries them in order, one attempt each;
+//! a reconnection starts after the node it lost (`after`), so that node is tried last,
+//! and a first connection goes to the first URL that answers.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -28,9 +27,6 @@ pub const DEFAULT_FRAME_MAX: u32 = 16 * 1024;
 /// VM, a partitioned node) is left for the next one after this long.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The endpoint this process was last connected to (`usize::MAX`: none yet).
-static LAST: AtomicUsize = AtomicUsize::new(usize::MAX);
-
 /// The URL with its password masked, for logs and errors.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -48,6 +44,8 @@ pub struct Connected {
     pub connection: Connection,
     /// The endpoint's URL, password masked.
     pub endpoint: String,
+    /// Its place in `amqp.endpoints()`.
+    pub index: usize,
 }
 
 /// Connects to one of `amqp`'s endpoints, retrying for up to `give_up_after`.
@@ -55,6 +53,16 @@ pub async fn connect(
     amqp: &AmqpSettings,
     name: &str,
     give_up_after: Duration,
+) -> anyhow::Result<Connected> {
+    connect_after(amqp, name, give_up_after, None).await
+}
+
+/// [`connect`], trying the endpoint at `after` (the one just lost) last.
+pub async fn connect_after(
+    amqp: &AmqpSettings,
+    name: &str,
+    give_up_after: Duration,
+    after: Option<usize>,
 ) -> anyhow::Result<Connected> {
     let endpoints = amqp.endpoints();
     anyhow::ensure!(
@@ -70,18 +78,18 @@ pub async fn connect(
         .without_max_times()
         .build();
     loop {
-        let first = LAST.load(Ordering::Relaxed).wrapping_add(1) % endpoints.len();
+        let first = after.map_or(0, |i| i + 1) % endpoints.len();
         let mut errors = Vec::new();
         for i in (0..endpoints.len()).map(|k| (first + k) % endpoints.len()) {
             let url = &endpoints[i];
             match attempt(url, name, &tls).await {
                 Ok(connection) => {
-                    LAST.store(i, Ordering::Relaxed);
                     let endpoint = redact_url(url);
                     tracing::info!(broker = %endpoint, "connected to RabbitMQ");
                     return Ok(Connected {
                         connection,
                         endpoint,
+                        index: i,
                     });
                 }
                 Err(error) => {
