@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestApp, http_get, ok_answer, test_settings};
-use lapin::{Connection, ConnectionProperties};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use wiremock::matchers::method;
@@ -89,18 +88,6 @@ enum Lost {
     Leader,
 }
 
-/// Declares the topology through `node`, so that its quorum queues are led there.
-async fn declare_on(node: usize, settings: &pushwoosh_worker::settings::Settings) {
-    let conn = Connection::connect(&url(node), ConnectionProperties::default())
-        .await
-        .unwrap();
-    pushwoosh_worker::broker::Topology::new(settings)
-        .declare(&conn)
-        .await
-        .unwrap();
-    let _ = conn.close(200, "declared".into()).await;
-}
-
 /// The node leading a quorum queue, as node 3 sees it.
 fn leader_of(queue: &str) -> String {
     let out = Command::new("rabbitmqctl")
@@ -170,7 +157,8 @@ async fn through_a_node_kill(lost: Lost) -> Outcome {
         Lost::Connected => (3, 1),
         Lost::Leader => (2, 2),
     };
-    declare_on(leader, &settings).await;
+    // Its quorum queues are led by the node they were declared through.
+    common::declare_topology_on(&url(leader), &settings).await;
     assert_eq!(
         leader_of(&settings.amqp.jobs_queue),
         format!("pw-c{leader}@localhost"),
