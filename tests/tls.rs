@@ -1,7 +1,8 @@
 //! The worker over TLS: a RabbitMQ node of the project's own (scripts/rabbitmq-node
 //! "tls", an `amqps` listener on 127.0.0.1:5771) with a CA and a server certificate
 //! made here with `openssl`. Trusting that CA (`amqp.tls.ca_file`), the worker connects
-//! and processes a job; trusting another CA, it refuses the broker and says why.
+//! and processes a job; trusting another CA, it refuses the broker and says why; to a
+//! node that asks for a client certificate (\"tls-mutual\", 5773) it shows the configured one.
 
 mod common;
 
@@ -56,11 +57,11 @@ fn make_ca(dir: &Path, name: &str) {
     );
 }
 
-/// The TLS node's URL, started (with its certificates) when it is not running yet.
-async fn tls_node() -> String {
-    static STARTED: OnceCell<String> = OnceCell::const_new();
-    STARTED
-        .get_or_init(|| async {
+/// The certificates: a CA, another CA, a server certificate and a client certificate,
+/// both signed by the first CA. Made once.
+async fn certificates() -> PathBuf {
+    static MADE: OnceCell<PathBuf> = OnceCell::const_new();
+    MADE.get_or_init(|| async {
             let dir = dir();
             std::fs::create_dir_all(&dir).unwrap();
             make_ca(&dir, "ca");
@@ -85,32 +86,90 @@ async fn tls_node() -> String {
                     "server.ext",
                 ],
             );
+            openssl(
+                &dir,
+                &[
+                    "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key",
+                    "-out", "client.csr", "-subj", "/CN=pushwoosh-worker",
+                ],
+            );
+            std::fs::write(
+                dir.join("client.ext"),
+                "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+            )
+            .unwrap();
+            openssl(
+                &dir,
+                &[
+                    "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                    "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile",
+                    "client.ext",
+                ],
+            );
             // The broker runs as its own user: it must read them (test keys only).
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
                 let _ = Command::new("chmod").arg("a+r").arg(&path).status();
             }
             let _ = Command::new("chmod").arg("a+rx").arg(&dir).status();
-            let d = dir.display();
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq-node");
-            let status = tokio::process::Command::new(script)
-                .args([
-                    "start",
-                    "tls",
-                    "5772",
-                    &format!("listeners.ssl.default={TLS_PORT}"),
-                    &format!("ssl_options.cacertfile={d}/ca.pem"),
-                    &format!("ssl_options.certfile={d}/server.pem"),
-                    &format!("ssl_options.keyfile={d}/server.key"),
-                    "ssl_options.verify=verify_none",
-                    "ssl_options.fail_if_no_peer_cert=false",
-                ])
-                .status()
-                .await
-                .expect("scripts/rabbitmq-node runs");
-            assert!(status.success(), "scripts/rabbitmq-node start tls failed");
-            format!("amqps://guest:guest@localhost:{TLS_PORT}/%2f")
+            dir
         })
+        .await
+        .clone()
+}
+
+/// Starts node `name` (plain AMQP on `port`, TLS on `tls_port`) unless it runs; with
+/// `client_certificates`, it refuses a client that shows none its CA signed.
+async fn start_node(name: &str, port: u16, tls_port: u16, client_certificates: bool) -> String {
+    let dir = certificates().await;
+    let d = dir.display();
+    let (verify, require) = if client_certificates {
+        ("verify_peer", "true")
+    } else {
+        ("verify_none", "false")
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rabbitmq-node");
+    // A node left running by an earlier run holds certificates of another CA.
+    let _ = tokio::process::Command::new(script)
+        .args(["stop", name])
+        .status()
+        .await;
+    let status = tokio::process::Command::new(script)
+        .args([
+            "start",
+            name,
+            &port.to_string(),
+            &format!("listeners.ssl.default={tls_port}"),
+            &format!("ssl_options.cacertfile={d}/ca.pem"),
+            &format!("ssl_options.certfile={d}/server.pem"),
+            &format!("ssl_options.keyfile={d}/server.key"),
+            &format!("ssl_options.verify={verify}"),
+            &format!("ssl_options.fail_if_no_peer_cert={require}"),
+        ])
+        .status()
+        .await
+        .expect("scripts/rabbitmq-node runs");
+    assert!(
+        status.success(),
+        "scripts/rabbitmq-node start {name} failed"
+    );
+    format!("amqps://guest:guest@localhost:{tls_port}/%2f")
+}
+
+/// The TLS node's URL (started when it is not running yet).
+async fn tls_node() -> String {
+    static STARTED: OnceCell<String> = OnceCell::const_new();
+    STARTED
+        .get_or_init(|| start_node("tls", 5772, TLS_PORT, false))
+        .await
+        .clone()
+}
+
+/// A node that asks for a client certificate (TLS on 5773; started when not running).
+async fn mutual_tls_node() -> String {
+    static STARTED: OnceCell<String> = OnceCell::const_new();
+    STARTED
+        .get_or_init(|| start_node("tls-mutual", 5774, 5773, true))
         .await
         .clone()
 }
@@ -158,4 +217,25 @@ async fn a_broker_certificate_from_another_ca_is_refused_and_the_error_says_so()
     assert!(error.contains("not trusted"), "{error}");
     assert!(error.contains("amqp.tls.ca_file"), "{error}");
     assert!(!error.contains("guest:guest"), "no password: {error}");
+}
+
+#[tokio::test]
+async fn a_broker_that_asks_for_a_client_certificate_takes_the_configured_one_and_refuses_none() {
+    let url = mutual_tls_node().await;
+    let dir = certificates().await;
+    let mut amqp = AmqpSettings {
+        url,
+        ..AmqpSettings::default()
+    };
+    amqp.tls.ca_file = Some(dir.join("ca.pem"));
+    let refused =
+        pushwoosh_worker::broker::connect(&amqp, "tls-test", Duration::from_secs(1)).await;
+    assert!(refused.is_err(), "no client certificate, yet connected");
+    amqp.tls.cert_file = Some(dir.join("client.pem"));
+    amqp.tls.key_file = Some(dir.join("client.key"));
+    let connected = pushwoosh_worker::broker::connect(&amqp, "tls-test", Duration::from_secs(5))
+        .await
+        .expect("connects with the client certificate");
+    assert!(connected.connection.status().connected());
+    let _ = connected.connection.close(200, "done".into()).await;
 }
