@@ -185,7 +185,8 @@ async fn management_api(
     let api = Management::new(
         &settings.amqp.first_endpoint(),
         args.management_url.as_deref(),
-    )?;
+    )?
+    .trusting(settings.amqp.tls.ca_file.as_deref())?;
     match api.probe().await {
         Ok(()) => Ok(Some(api)),
         Err(error) if args.management_url.is_some() => Err(error.context(format!(
