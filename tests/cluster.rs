@@ -88,8 +88,8 @@ enum Lost {
     Leader,
 }
 
-/// The node leading a quorum queue, as node 3 sees it.
-fn leader_of(queue: &str) -> String {
+/// The node leading a quorum queue and the nodes holding it, as node 3 sees them.
+fn placement(queue: &str) -> (String, Vec<String>) {
     let out = Command::new("rabbitmqctl")
         .args([
             "-n",
@@ -98,18 +98,22 @@ fn leader_of(queue: &str) -> String {
             "list_queues",
             "name",
             "leader",
-            "--formatter",
-            "json",
+            "members",
         ])
+        .args(["--formatter", "json"])
         .output()
         .expect("rabbitmqctl runs");
     let queues: Vec<Value> = serde_json::from_slice(&out.stdout).expect("rabbitmqctl's JSON");
-    queues
-        .iter()
-        .find(|q| q["name"] == queue)
-        .and_then(|q| q["leader"].as_str())
-        .unwrap_or_default()
-        .to_owned()
+    let q = queues.iter().find(|q| q["name"] == queue);
+    let leader = q.and_then(|q| q["leader"].as_str()).unwrap_or_default();
+    let mut members: Vec<String> = q
+        .and_then(|q| q["members"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect();
+    members.sort();
+    (leader.to_owned(), members)
 }
 
 struct Outcome {
@@ -159,10 +163,12 @@ async fn through_a_node_kill(lost: Lost) -> Outcome {
     };
     // Its quorum queues are led by the node they were declared through.
     common::declare_topology_on(&url(leader), &settings).await;
+    // Spread over the three nodes, led by the node it was declared through.
+    let (leading, members) = placement(&settings.amqp.jobs_queue);
+    assert_eq!(leading, format!("pw-c{leader}@localhost"));
     assert_eq!(
-        leader_of(&settings.amqp.jobs_queue),
-        format!("pw-c{leader}@localhost"),
-        "the jobs queue is led where it was declared"
+        members,
+        ["pw-c1@localhost", "pw-c2@localhost", "pw-c3@localhost"]
     );
     let mut app = TestApp::start(mock, settings).await;
     assert!(
