@@ -43,6 +43,8 @@ pub enum Scenario {
     Memory,
     /// A mock allowing `--api-limit` createMessage calls a minute: push jobs per minute.
     ApiBudget,
+    /// A campaign on the bulk lane with urgent jobs on the urgent lane (not in `all`: ~12 min).
+    Lanes,
     All,
 }
 
@@ -136,6 +138,8 @@ pub struct Args {
     /// Mock latency (ms) for the API-budget scenario.
     #[arg(long, default_value_t = 50)]
     pub api_latency_ms: u64,
+    #[command(flatten)]
+    pub lanes: scenarios::LanesArgs,
     /// Extra worker environment, KEY=VALUE (repeatable); applied last, to every worker start.
     #[arg(long = "worker-env", value_name = "KEY=VALUE", value_parser = key_value)]
     pub worker_env: Vec<(String, String)>,

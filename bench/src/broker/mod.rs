@@ -18,9 +18,13 @@ use pushwoosh_worker::bench_support::{QueueType, Settings, Topology};
 use serde::Deserialize;
 
 mod collector;
+mod lanes;
 mod producer;
 
 pub use collector::{Collector, Legs};
+pub use lanes::{
+    LaneCollected, LaneCollector, UrgentKind, UrgentResult, UrgentStamps, publish_urgent,
+};
 pub use producer::{Producer, Stamps};
 
 /// Confirms a producer may wait for at once.

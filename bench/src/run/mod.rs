@@ -11,7 +11,10 @@ use anyhow::Context;
 
 use pushwoosh_worker::bench_support::QueueType;
 
+mod lanes;
 mod observe;
+
+pub use lanes::{LanesMeasured, LanesSpec, UrgentLoad, measure_lanes};
 
 use observe::{held_ms, mean_ms, sample_in_flight, tail_legs};
 

@@ -7,10 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use pushwoosh_worker::bench_support::QueueType;
 
+mod lanes;
 mod latency;
 mod resources;
 mod throughput;
 
+pub use lanes::LanesArgs;
+use lanes::lanes;
 use latency::{latency, service};
 use resources::{api_budget, memory};
 use throughput::efficiency;
@@ -128,6 +131,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<bool> {
             Scenario::Service => service(&bench, &args).await,
             Scenario::Memory => memory(&bench, &args).await,
             Scenario::ApiBudget => api_budget(&bench, &args).await,
+            Scenario::Lanes => lanes(&bench, &args).await,
             Scenario::All => Ok(()),
         };
         if let Err(e) = outcome {
