@@ -53,31 +53,34 @@ async fn live() -> &'static str {
     "ok\n"
 }
 
-async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
-    if state.readiness.breaker_open() {
+async fn ready(State(state): State<HttpState>) -> (StatusCode, String) {
+    let r = &state.readiness;
+    let (status, text) = if r.breaker_open() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: circuit breaker open: Pushwoosh is failing\n",
+            "not ready: circuit breaker open: Pushwoosh is failing",
         )
-    } else if state.readiness.ledger_down() {
+    } else if r.ledger_down() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the ledger (Redis, ledger.url) does not answer; jobs wait until it does\n",
+            "not ready: the ledger (Redis, ledger.url) does not answer; jobs wait until it does",
         )
-    } else if state.readiness.cannot_publish() {
+    } else if r.cannot_publish() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: cannot publish results (the publish channel is closed and could not be opened again)\n",
+            "not ready: cannot publish results (the publish channel is closed and could not be opened again)",
         )
-    } else if state.readiness.is_ready() {
+    } else if r.is_ready() {
         (
             StatusCode::OK,
-            "ready: connected to the broker and consuming\n",
+            "ready: connected to the broker and consuming",
         )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: not connected to the broker or not consuming\n",
+            "not ready: not connected to the broker or not consuming",
         )
-    }
+    };
+    // Which node (password masked): the one consumed from, or the last one reached.
+    (status, format!("{text}\nbroker: {}\n", r.broker()))
 }

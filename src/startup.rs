@@ -25,6 +25,8 @@ use crate::worker::{CircuitBreaker, Readiness, run_consumer};
 pub struct Application {
     listener: TcpListener,
     connection: Connection,
+    /// Which of `amqp.endpoints()` it reached.
+    endpoint_index: usize,
     setup: ConsumerSetup,
 }
 
@@ -51,8 +53,12 @@ impl Application {
         let listener = TcpListener::bind(&settings.http.listen)
             .await
             .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
-        let connection = broker::connect(
-            &settings.amqp.url,
+        let broker::Connected {
+            connection,
+            endpoint,
+            index: endpoint_index,
+        } = broker::connect(
+            &settings.amqp,
             &connection_name(),
             Duration::from_millis(settings.amqp.startup_timeout_ms),
         )
@@ -75,6 +81,7 @@ impl Application {
             .runtime_worker_threads
             .set(i64::try_from(threads).unwrap_or(i64::MAX));
         let readiness = Arc::new(Readiness::default());
+        readiness.set_broker(&endpoint);
         let breaker = Arc::new(CircuitBreaker::new(
             &settings.breaker,
             metrics.clone(),
@@ -107,6 +114,7 @@ impl Application {
         Ok(Self {
             listener,
             connection,
+            endpoint_index,
             setup: ConsumerSetup {
                 settings,
                 client,
@@ -146,7 +154,12 @@ impl Application {
         // On a runtime worker, not the thread that called `block_on`: a delivery then wakes
         // the thread that runs its job, and the job's task starts there, without waking
         // another thread to hand it over.
-        let consumer = tokio::spawn(run_consumer(self.setup, self.connection, shutdown));
+        let consumer = tokio::spawn(run_consumer(
+            self.setup,
+            self.connection,
+            self.endpoint_index,
+            shutdown,
+        ));
         let result = match consumer.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),

@@ -284,18 +284,25 @@ async fn a_classic_jobs_queue_works_the_same_when_configured() {
 #[tokio::test]
 async fn the_worker_asks_for_small_frames_unless_the_url_sets_them() {
     use pushwoosh_worker::broker::{self, DEFAULT_FRAME_MAX};
+    use pushwoosh_worker::settings::AmqpSettings;
     let url = common::broker_url().await;
-    let conn = broker::connect(&url, "frame-test", Duration::from_secs(10))
+    let amqp = |url: &str| AmqpSettings {
+        url: url.to_owned(),
+        ..AmqpSettings::default()
+    };
+    let conn = broker::connect(&amqp(&url), "frame-test", Duration::from_secs(10))
         .await
-        .unwrap();
+        .unwrap()
+        .connection;
     assert_eq!(conn.configuration().frame_max(), DEFAULT_FRAME_MAX);
     let _ = conn.close(200, "done".into()).await;
 
     let separator = if url.contains('?') { '&' } else { '?' };
     let url = format!("{url}{separator}frame_max=65536");
-    let conn = broker::connect(&url, "frame-test", Duration::from_secs(10))
+    let conn = broker::connect(&amqp(&url), "frame-test", Duration::from_secs(10))
         .await
-        .unwrap();
+        .unwrap()
+        .connection;
     assert_eq!(conn.configuration().frame_max(), 65536);
     let _ = conn.close(200, "done".into()).await;
 }

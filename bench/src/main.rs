@@ -47,6 +47,8 @@ pub enum Scenario {
     Replicas,
     /// `--budget-processes` workers sharing one account's budget in Redis, one killed mid-run.
     SharedBudget,
+    /// A campaign on the bulk lane with urgent jobs on the urgent lane (not in `all`: ~12 min).
+    Lanes,
     All,
 }
 
@@ -144,6 +146,8 @@ pub struct Args {
     pub replicas: scenarios::ReplicaArgs,
     #[command(flatten)]
     pub budget: scenarios::BudgetArgs,
+    #[command(flatten)]
+    pub lanes: scenarios::LanesArgs,
     /// Extra worker environment, KEY=VALUE (repeatable); applied last, to every worker start.
     #[arg(long = "worker-env", value_name = "KEY=VALUE", value_parser = key_value)]
     pub worker_env: Vec<(String, String)>,

@@ -8,7 +8,7 @@ pub mod management;
 pub mod publisher;
 pub mod topology;
 
-pub use connect::{DEFAULT_FRAME_MAX, connect};
+pub use connect::{Connected, DEFAULT_FRAME_MAX, connect, connect_after};
 pub use dead_reason::DeadReason;
 pub use publisher::Publisher;
 pub use topology::Topology;

@@ -84,11 +84,12 @@ pub async fn run(settings: &Settings, args: PublishArgs) -> anyhow::Result<ExitC
     deadlines(&mut entries, args.expires_in)?;
     let routing_key = args.routing_key();
     let conn = broker::connect(
-        &settings.amqp.url,
+        &settings.amqp,
         "pushwoosh-worker publish",
         Duration::from_millis(settings.amqp.startup_timeout_ms),
     )
-    .await?;
+    .await?
+    .connection;
     Topology::new(settings).declare(&conn).await?;
     let channel = conn.create_channel().await?;
     channel

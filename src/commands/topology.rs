@@ -61,11 +61,12 @@ pub enum Finding {
 pub async fn run(settings: &Settings, args: TopologyArgs) -> anyhow::Result<ExitCode> {
     let topology = Topology::new(settings);
     let conn = broker::connect(
-        &settings.amqp.url,
+        &settings.amqp,
         "pushwoosh-worker topology",
         Duration::from_millis(settings.amqp.startup_timeout_ms),
     )
-    .await?;
+    .await?
+    .connection;
     let code = if args.check {
         let management = management_api(settings, &args).await?;
         check(&conn, &topology, management.as_ref()).await?
@@ -181,7 +182,11 @@ async fn management_api(
         println!("note: --no-management: {UNCHECKED}");
         return Ok(None);
     }
-    let api = Management::new(&settings.amqp.url, args.management_url.as_deref())?;
+    let api = Management::new(
+        &settings.amqp.first_endpoint(),
+        args.management_url.as_deref(),
+    )?
+    .trusting(settings.amqp.tls.ca_file.as_deref())?;
     match api.probe().await {
         Ok(()) => Ok(Some(api)),
         Err(error) if args.management_url.is_some() => Err(error.context(format!(

@@ -63,6 +63,9 @@ pub enum Granted {
     Unlimited,
 }
 
+/// One line of callers: an account, a method, a priority.
+type LineKey = (Account, &'static str, Priority);
+
 pub struct SharedLimiter {
     ledger: Ledger,
     enabled: bool,
@@ -78,9 +81,6 @@ pub struct SharedLimiter {
     /// This process's share, used while Redis does not answer and `on_unavailable = send`.
     fallback: RateLimiter,
 }
-
-/// A line of waiting callers: an account's calls of one method and priority.
-type LineKey = (Account, &'static str, Priority);
 
 struct MethodState {
     method: &'static str,

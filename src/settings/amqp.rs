@@ -1,6 +1,7 @@
 //! `[amqp]`: the broker, the names of the topology, and the bounds of what the worker
 //! takes and publishes.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -15,8 +16,14 @@ pub enum QueueType {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AmqpSettings {
-    /// Broker URL; `AMQP_URL` overrides it.
+    /// Broker URL; `AMQP_URL` overrides it. Several URLs separated by commas are the
+    /// nodes of one cluster (as `urls`).
     pub url: String,
+    /// The nodes of one cluster: the worker connects to one that answers and moves to
+    /// another when it fails. When set, `url` is not read.
+    pub urls: Vec<String>,
+    /// `amqps://` URLs: what to trust and how to present itself.
+    pub tls: AmqpTlsSettings,
     /// Jobs in flight per worker process (the consumer's prefetch).
     pub prefetch: u16,
     pub jobs_exchange: String,
@@ -46,6 +53,8 @@ impl Default for AmqpSettings {
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            urls: Vec::new(),
+            tls: AmqpTlsSettings::default(),
             prefetch: 64,
             jobs_exchange: "pushwoosh.jobs".into(),
             jobs_queue: "pushwoosh.jobs".into(),
@@ -62,8 +71,60 @@ impl Default for AmqpSettings {
     }
 }
 
+/// `[amqp.tls]`, for `amqps://` URLs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpTlsSettings {
+    /// PEM file of CA certificates to trust besides the system's roots (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain), for a broker that asks for one; with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
 impl AmqpSettings {
     pub fn ack_coalesce(&self) -> Duration {
         Duration::from_millis(self.ack_coalesce_ms)
+    }
+
+    /// The broker endpoints, in the order they are tried: `urls`, else `url` split at
+    /// commas.
+    pub fn endpoints(&self) -> Vec<String> {
+        let urls: Vec<&str> = if self.urls.is_empty() {
+            self.url.split(',').collect()
+        } else {
+            self.urls.iter().map(String::as_str).collect()
+        };
+        urls.into_iter()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The first endpoint, for what reaches one node only (the management API's host).
+    pub fn first_endpoint(&self) -> String {
+        self.endpoints().into_iter().next().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_come_from_urls_or_from_a_comma_separated_url() {
+        let mut s = AmqpSettings {
+            url: "amqp://a:5672, amqp://b:5672,,amqp://c:5672".into(),
+            ..AmqpSettings::default()
+        };
+        assert_eq!(
+            s.endpoints(),
+            ["amqp://a:5672", "amqp://b:5672", "amqp://c:5672"]
+        );
+        s.urls = vec!["amqps://x:5671".into()];
+        assert_eq!(s.endpoints(), ["amqps://x:5671"]);
+        assert_eq!(AmqpSettings::default().endpoints().len(), 1);
     }
 }

@@ -56,8 +56,11 @@ const STABLE_SESSION: Duration = Duration::from_secs(30);
 pub async fn run_consumer(
     setup: ConsumerSetup,
     first: Connection,
+    first_index: usize,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // The endpoint connected to: a reconnection tries it last (a lost node).
+    let mut endpoint = first_index;
     let mut connection = Some(Arc::new(first));
     let mut backoff = reconnect_backoff();
     let mut quick_losses = 0u32;
@@ -66,10 +69,20 @@ pub async fn run_consumer(
             Some(conn) => conn,
             None => {
                 let name = connection_name();
-                let connect = broker::connect(&setup.settings.amqp.url, &name, Duration::MAX);
+                let connect = broker::connect_after(
+                    &setup.settings.amqp,
+                    &name,
+                    Duration::MAX,
+                    Some(endpoint),
+                );
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
-                    conn = connect => Arc::new(conn?),
+                    conn = connect => {
+                        let conn = conn?;
+                        setup.readiness.set_broker(&conn.endpoint);
+                        endpoint = conn.index;
+                        Arc::new(conn.connection)
+                    }
                 }
             }
         };

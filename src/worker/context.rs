@@ -99,6 +99,8 @@ pub struct Readiness {
     cannot_publish: AtomicBool,
     /// Set while the ledger cannot be reached and holds jobs.
     ledger_down: AtomicBool,
+    /// The broker node last connected to, password masked.
+    broker: std::sync::Mutex<String>,
 }
 
 impl Readiness {
@@ -131,6 +133,23 @@ impl Readiness {
     /// The ledger's Redis does not answer and the worker holds jobs until it does.
     pub fn ledger_down(&self) -> bool {
         self.ledger_down.load(Ordering::SeqCst)
+    }
+
+    pub fn set_broker(&self, endpoint: &str) {
+        endpoint.clone_into(
+            &mut self
+                .broker
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+    }
+
+    /// The broker node last connected to, password masked ("" before the first).
+    pub fn broker(&self) -> String {
+        self.broker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn is_ready(&self) -> bool {

@@ -58,7 +58,13 @@ pub fn cleanup(settings: &Settings) {
 
 /// Declares a test's topology before any worker runs (to seed its queues).
 pub async fn declare_topology(settings: &Settings) {
-    let conn = Connection::connect(&settings.amqp.url, ConnectionProperties::default())
+    declare_topology_on(&settings.amqp.url, settings).await;
+}
+
+/// [`declare_topology`] through the broker at `url` (a cluster's node: its quorum
+/// queues are then led there).
+pub async fn declare_topology_on(url: &str, settings: &Settings) {
+    let conn = Connection::connect(url, ConnectionProperties::default())
         .await
         .unwrap();
     pushwoosh_worker::broker::Topology::new(settings)

@@ -114,24 +114,32 @@ async fn an_urgent_job_behind_a_backlog_of_5000_bulk_jobs_is_answered_before_a_t
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_urgent_push_is_next_at_the_rate_limiter_behind_a_saturating_campaign() {
-    const CAMPAIGN: usize = 20;
-    let mut app = TestApp::spawn_with(|s| {
+/// A worker allowed one createMessage call a second, with `jobs` campaign pushes queued;
+/// batches of `batch` pushes, or none.
+async fn campaign(jobs: usize, batch: Option<usize>) -> TestApp {
+    let app = TestApp::spawn_with(|s| {
         s.rate_limit.enabled = true;
         s.rate_limit.burst = 1;
-        // One call a second, and every campaign job a call of its own.
         s.rate_limit.create_message_per_minute = 60;
-        s.batch.enabled = false;
+        s.batch.enabled = batch.is_some();
+        s.batch.max_size = batch.unwrap_or(s.batch.max_size);
     })
     .await;
     Mock::given(method("POST"))
         .respond_with(ok_answer(json!({"Messages": ["P"]})))
         .mount(&app.mock)
         .await;
-    for n in 0..CAMPAIGN {
+    for n in 0..jobs {
         app.publish_job(&push_job(&format!("campaign-{n}"))).await;
     }
+    app
+}
+
+#[tokio::test]
+async fn an_urgent_push_is_next_at_the_rate_limiter_behind_a_saturating_campaign() {
+    const CAMPAIGN: usize = 20;
+    // One call a second, and every campaign job a call of its own.
+    let mut app = campaign(CAMPAIGN, None).await;
     publish_to(&app, "urgent.driver", &push_job("urgent-push")).await;
     let mut before = 0;
     loop {
@@ -153,22 +161,8 @@ async fn an_urgent_push_is_next_at_the_rate_limiter_behind_a_saturating_campaign
 #[tokio::test]
 async fn an_urgent_push_rides_in_the_campaigns_next_batch_instead_of_a_call_of_its_own() {
     const CAMPAIGN: usize = 50;
-    let mut app = TestApp::spawn_with(|s| {
-        s.rate_limit.enabled = true;
-        s.rate_limit.burst = 1;
-        // One call a second, ten pushes a call.
-        s.rate_limit.create_message_per_minute = 60;
-        s.batch.enabled = true;
-        s.batch.max_size = 10;
-    })
-    .await;
-    Mock::given(method("POST"))
-        .respond_with(ok_answer(json!({"Messages": ["P"]})))
-        .mount(&app.mock)
-        .await;
-    for n in 0..CAMPAIGN {
-        app.publish_job(&push_job(&format!("campaign-{n}"))).await;
-    }
+    // One call a second, ten pushes a call.
+    let mut app = campaign(CAMPAIGN, Some(10)).await;
     let job = push_with("urgent-push", json!({"content": "urgent-push"}));
     publish_to(&app, "urgent.driver", &job).await;
     let mut before = 0;

@@ -18,9 +18,13 @@ use pushwoosh_worker::bench_support::{QueueType, Settings, Topology};
 use serde::Deserialize;
 
 mod collector;
+mod lanes;
 mod producer;
 
 pub use collector::{Collector, Legs};
+pub use lanes::{
+    LaneCollected, LaneCollector, UrgentKind, UrgentResult, UrgentStamps, publish_urgent,
+};
 pub use producer::{Producer, Stamps};
 
 /// Confirms a producer may wait for at once.
@@ -123,6 +127,11 @@ pub fn id_prefix(tagged: bool) -> String {
     } else {
         JOB_ID_PREFIX.to_owned()
     }
+}
+
+/// The index of an untagged job id (`bench-<i>`), as the lanes scenario's campaign has.
+pub fn job_index(id: &str) -> Option<usize> {
+    id.strip_prefix(JOB_ID_PREFIX)?.parse().ok()
 }
 
 /// A push job as a backend would publish it, with the id `id`; `i` makes its content unique.

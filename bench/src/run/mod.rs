@@ -12,7 +12,10 @@ use anyhow::Context;
 use pushwoosh_worker::bench_support::QueueType;
 
 mod consumers;
+mod lanes;
 mod observe;
+
+pub use lanes::{LanesMeasured, LanesSpec, UrgentLoad, measure_lanes};
 
 use consumers::Consumers;
 use observe::{held_ms, mean_ms, sample_calls, sample_in_flight, tail_legs};

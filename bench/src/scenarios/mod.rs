@@ -8,6 +8,7 @@ use anyhow::Context;
 use pushwoosh_worker::bench_support::QueueType;
 
 mod budget;
+mod lanes;
 mod latency;
 mod replicas;
 mod resources;
@@ -15,6 +16,8 @@ mod throughput;
 
 pub use budget::BudgetArgs;
 use budget::shared_budget;
+pub use lanes::LanesArgs;
+use lanes::lanes;
 use latency::{latency, service};
 pub use replicas::ReplicaArgs;
 use replicas::replicas;
@@ -141,6 +144,7 @@ pub async fn run_all(args: Args) -> anyhow::Result<bool> {
             Scenario::ApiBudget => api_budget(&bench, &args).await,
             Scenario::Replicas => replicas(&bench, &args).await,
             Scenario::SharedBudget => shared_budget(&bench, &args).await,
+            Scenario::Lanes => lanes(&bench, &args).await,
             Scenario::All => Ok(()),
         };
         if let Err(e) = outcome {

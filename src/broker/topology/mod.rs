@@ -16,6 +16,7 @@
 //! channel) makes sure of it.
 
 mod declaration;
+mod migrate;
 
 use std::time::Duration;
 
@@ -244,10 +245,21 @@ impl Topology {
 
         // One delay queue per backoff tier and lane: a parked retry expires back into
         // its lane's queue (through the default exchange, so only that queue gets it).
+        // Of the configured queue type: a quorum retry queue survives the loss of a node
+        // (message TTL on quorum queues: RabbitMQ 3.10 and later), and dead-letters at
+        // least once, so a parked job that expires is never dropped on its way back.
         for lane in self.lane_names() {
             for tier in &self.retry_tiers {
-                let mut args = FieldTable::default();
-                args.insert("x-queue-type".into(), long_string("classic"));
+                let mut args = self.queue_type_args();
+                if self.queue_type == QueueType::Quorum {
+                    args.insert(
+                        "x-dead-letter-strategy".into(),
+                        long_string("at-least-once"),
+                    );
+                    // At-least-once dead-lettering needs it: a full queue refuses new
+                    // retries (the worker then hands the job back) rather than drop old ones.
+                    args.insert("x-overflow".into(), long_string("reject-publish"));
+                }
                 args.insert(
                     "x-message-ttl".into(),
                     AMQPValue::LongLongInt(i64::try_from(tier.as_millis()).unwrap_or(i64::MAX)),
@@ -266,16 +278,25 @@ impl Topology {
         out
     }
 
-    /// Declares everything, in order; safe to call again and from every replica.
+    /// Declares everything, in order; safe to call again and from every replica. A
+    /// classic retry queue of an earlier version is moved over to a quorum one
+    /// (`migrate`).
     pub async fn declare(&self, conn: &Connection) -> anyhow::Result<()> {
         let channel = conn.create_channel().await.context("opening a channel")?;
+        let retry_queues = self.retry_queues();
         for declaration in self.declarations() {
-            if let Declaration::Unbinding { .. } = declaration {
+            match &declaration {
                 // Removing what is not there is no error, but a queue that is not there
                 // (a lane never turned on) closes the channel: one of its own.
-                declaration.undo_on_own_channel(conn).await?;
-            } else {
-                declaration.declare(&channel).await?;
+                Declaration::Unbinding { .. } => declaration.undo_on_own_channel(conn).await?,
+                // A classic retry queue refuses the quorum declaration and closes the
+                // channel: one of its own.
+                Declaration::Queue { name, arguments }
+                    if self.queue_type == QueueType::Quorum && retry_queues.contains(name) =>
+                {
+                    migrate::declare_retry_queue(conn, &declaration, name, arguments).await?;
+                }
+                _ => declaration.declare(&channel).await?,
             }
         }
         let _ = channel.close(200, "declared".into()).await;

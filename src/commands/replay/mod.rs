@@ -56,11 +56,12 @@ use selection::{Filter, Letter};
 pub async fn run(settings: &Settings, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let filter = Filter::new(&args);
     let conn = broker::connect(
-        &settings.amqp.url,
+        &settings.amqp,
         "pushwoosh-worker replay",
         Duration::from_millis(settings.amqp.startup_timeout_ms),
     )
-    .await?;
+    .await?
+    .connection;
     Topology::new(settings).declare(&conn).await?;
     let setup = conn.create_channel().await?;
     let dead_queue = settings.amqp.dead_letter_queue.as_str();

@@ -115,6 +115,21 @@ async fn without_linger_a_call_still_takes_the_jobs_woken_in_the_same_turn() {
     assert_eq!(calls, [vec!["w".to_owned()], burst]);
 }
 
+/// A batcher on the default limits (600 a minute: one call every ~100 ms), batches of
+/// `max_size` notifications, no linger at all.
+fn paced(fake: Arc<Fake>, max_size: usize) -> Arc<Batcher> {
+    with_limits(
+        fake,
+        BatchSettings {
+            enabled: true,
+            max_size,
+            linger_ms: 0,
+            busy_linger_ms: 0,
+        },
+        &RateLimitSettings::default(),
+    )
+}
+
 fn busy_batcher(fake: Arc<Fake>, busy_linger_ms: u64) -> Arc<Batcher> {
     with_settings(
         fake,
@@ -238,16 +253,7 @@ async fn a_busy_lane_keeps_as_many_calls_under_way_as_their_latency_holds_busy_l
 async fn a_batch_keeps_filling_while_its_call_waits_for_a_rate_limit_slot() {
     let fake = Arc::new(Fake::default());
     // 600 a minute: one call every ~100 ms; no linger at all.
-    let batcher = with_limits(
-        fake.clone(),
-        BatchSettings {
-            enabled: true,
-            max_size: 100,
-            linger_ms: 0,
-            busy_linger_ms: 0,
-        },
-        &RateLimitSettings::default(),
-    );
+    let batcher = paced(fake.clone(), 100);
     let started = tokio::time::Instant::now();
     submit(&batcher, job("first", &["first"], false))
         .await
@@ -291,16 +297,7 @@ async fn an_urgent_job_does_not_linger_and_takes_the_jobs_waiting_with_it() {
 async fn an_urgent_job_takes_a_place_in_the_full_batch_waiting_for_its_slot() {
     let fake = Arc::new(Fake::default());
     // 600 a minute: one call every ~100 ms; batches of 10.
-    let batcher = with_limits(
-        fake.clone(),
-        BatchSettings {
-            enabled: true,
-            max_size: 10,
-            linger_ms: 0,
-            busy_linger_ms: 0,
-        },
-        &RateLimitSettings::default(),
-    );
+    let batcher = paced(fake.clone(), 10);
     submit(&batcher, job("first", &["first"], false))
         .await
         .unwrap();
@@ -335,16 +332,7 @@ async fn an_urgent_job_takes_a_place_in_the_full_batch_waiting_for_its_slot() {
 async fn a_batch_that_an_entry_overflowed_still_waits_for_its_slot() {
     let fake = Arc::new(Fake::default());
     // 600 a minute: one call every ~100 ms; batches of 3 notifications.
-    let batcher = with_limits(
-        fake.clone(),
-        BatchSettings {
-            enabled: true,
-            max_size: 3,
-            linger_ms: 0,
-            busy_linger_ms: 0,
-        },
-        &RateLimitSettings::default(),
-    );
+    let batcher = paced(fake.clone(), 3);
     let started = tokio::time::Instant::now();
     submit(&batcher, job("first", &["first"], false))
         .await
