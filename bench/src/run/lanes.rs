@@ -106,16 +106,10 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 }
 
 pub async fn measure_lanes(bench: &Bench, spec: &LanesSpec) -> anyhow::Result<LanesMeasured> {
-    let names = Names::fresh(&bench.amqp_url, bench.queue_type);
-    names.declare().await?;
-    let result = measure_lanes_on(bench, spec, &names).await;
-    if let Err(e) = names.delete().await {
-        eprintln!(
-            "bench: could not delete {}: {e:#}",
-            names.settings.amqp.jobs_queue
-        );
-    }
-    result
+    super::with_fresh_names(bench, async |names| {
+        measure_lanes_on(bench, spec, names).await
+    })
+    .await
 }
 
 async fn measure_lanes_on(

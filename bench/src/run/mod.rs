@@ -173,9 +173,18 @@ impl Measured {
 }
 
 pub async fn measure(bench: &Bench, spec: &RunSpec) -> anyhow::Result<Measured> {
+    with_fresh_names(bench, async |names| measure_on(bench, spec, names).await).await
+}
+
+/// Runs `run` on a run's own exchanges and queues, declared first and deleted after,
+/// whatever `run` answered.
+pub(super) async fn with_fresh_names<T>(
+    bench: &Bench,
+    run: impl AsyncFnOnce(&Names) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let names = Names::fresh(&bench.amqp_url, bench.queue_type);
     names.declare().await?;
-    let result = measure_on(bench, spec, &names).await;
+    let result = run(&names).await;
     if let Err(e) = names.delete().await {
         eprintln!(
             "bench: could not delete {}: {e:#}",
