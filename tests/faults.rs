@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{TestApp, header_str, ok_answer, push_job, test_settings};
 use lapin::options::{BasicGetOptions, BasicNackOptions};
 use pushwoosh_worker::broker::publisher::headers;
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -41,35 +40,14 @@ async fn kill_9_mid_flight_then_restart_loses_nothing_and_resends_no_push_twice(
     let fine = common::answering_ok().await;
     settings.pushwoosh.api_url = format!("{}/json/1.3", fine.uri());
     let mut child = common::worker_command(&settings).spawn().unwrap();
-    let mut seen = HashMap::new();
     // The new worker first waits out the dead one's claims in the ledger (its calls could
     // still have been under way: HTTP time-out and a grace), then calls again with the
     // same transactionIds. The limit only guards against a hang.
-    for _ in 0..15 {
-        let r = common::next_from(&mut results, Duration::from_secs(120))
-            .await
-            .body;
-        assert_eq!(r["outcome"], "ok");
+    let results = common::one_ok_result_each(&mut results, 15, Duration::from_secs(120)).await;
+    for r in results.values() {
         assert_eq!(r["redelivered"], true, "the broker redelivered it: {r}");
-        *seen
-            .entry(r["job_id"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
     }
-    assert_eq!(seen.len(), 15, "every job has a result");
-    assert!(seen.values().all(|n| *n == 1));
-    // Each resend carries the transactionId of its first, interrupted call.
-    let before: Vec<Value> = hanging
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .flat_map(|r| common::transaction_ids(&r.body))
-        .collect();
-    for call in fine.received_requests().await.unwrap() {
-        for tx in common::transaction_ids(&call.body) {
-            assert!(before.contains(&tx));
-        }
-    }
+    common::assert_resent_with_first_transaction_ids(&hanging, &fine).await;
     common::sigterm(&child).await;
     assert!(
         common::exit_status(&mut child, Duration::from_secs(30))

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{TOKEN, TestApp, ok_answer, push_job, test_settings};
@@ -71,18 +70,7 @@ async fn sigterm_finishes_the_jobs_in_flight_and_exits_0_without_duplicates() {
         "a clean stop logs no error (an operator would be paged for it):\n{log}"
     );
 
-    let mut seen = HashMap::new();
-    for _ in 0..20 {
-        let r = common::next_from(&mut results, Duration::from_secs(5))
-            .await
-            .body;
-        assert_eq!(r["outcome"], "ok");
-        *seen
-            .entry(r["job_id"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
-    }
-    assert_eq!(seen.len(), 20, "every job has its result");
-    assert!(seen.values().all(|n| *n == 1));
+    common::one_ok_result_each(&mut results, 20, Duration::from_secs(5)).await;
     assert!(
         tokio::time::timeout(
             Duration::from_millis(500),
@@ -141,32 +129,9 @@ async fn past_the_grace_period_unsent_jobs_go_back_to_the_queue_and_none_is_lost
     let fast = common::answering_ok().await;
     settings.pushwoosh.api_url = format!("{}/json/1.3", fast.uri());
     let mut child = common::worker_command(&settings).spawn().unwrap();
-    let mut seen = HashMap::new();
-    for _ in 0..10 {
-        let r = common::next_from(&mut results, Duration::from_secs(10))
-            .await
-            .body;
-        assert_eq!(r["outcome"], "ok");
-        *seen
-            .entry(r["job_id"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
-    }
-    assert_eq!(seen.len(), 10);
-    let ids_before: Vec<serde_json::Value> = slow
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .flat_map(|c| common::transaction_ids(&c.body))
-        .collect();
-    for call in fast.received_requests().await.unwrap() {
-        for id in common::transaction_ids(&call.body) {
-            assert!(
-                ids_before.contains(&id),
-                "a handed-back push is sent again with the transactionId of its first call"
-            );
-        }
-    }
+    common::one_ok_result_each(&mut results, 10, Duration::from_secs(10)).await;
+    // A handed-back push is sent again with the transactionId of its first call.
+    common::assert_resent_with_first_transaction_ids(&slow, &fast).await;
     common::sigterm(&child).await;
     assert!(
         common::exit_status(&mut child, Duration::from_secs(30))

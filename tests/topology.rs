@@ -3,36 +3,17 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use common::{cleanup, json_props, publish, queue_depth, test_settings};
+use common::{
+    amqp_connection, cleanup, confirm_channel, json_props, publish, queue_depth,
+    run_topology as topology, test_settings,
+};
 use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Connection, ExchangeKind};
 use pushwoosh_worker::broker::Topology;
 use pushwoosh_worker::settings::Settings;
 use serde_json::json;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-/// Runs `topology ARGS` with the test's names; returns (success, stdout).
-async fn topology(settings: &Settings, args: &[&str]) -> (bool, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
-    cmd.arg("topology").args(args);
-    common::point_at_test_names(&mut cmd, settings);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .expect("topology finishes within 30 s")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("topology {args:?}: {}\n{stdout}\n{stderr}", out.status);
-    (out.status.success(), stdout)
-}
 
 /// The names of every exchange and queue the settings imply.
 fn names(settings: &Settings) -> (Vec<String>, Vec<String>) {
@@ -68,12 +49,6 @@ async fn exchange_exists(conn: &Connection, name: &str) -> bool {
         )
         .await
         .is_ok()
-}
-
-async fn connect(settings: &Settings) -> Connection {
-    Connection::connect(&settings.amqp.url, ConnectionProperties::default())
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -113,7 +88,7 @@ async fn topology_creates_everything_and_check_then_passes() {
     ] {
         assert!(out.contains(&line), "{line}: {out}");
     }
-    let conn = connect(&settings).await;
+    let conn = amqp_connection(&settings).await;
     for name in &queues {
         assert!(queue_exists(&conn, name).await, "{name} was declared");
     }
@@ -181,7 +156,7 @@ async fn check_on_nothing_declared_fails_names_what_is_missing_and_creates_nothi
         "{out}"
     );
 
-    let conn = connect(&settings).await;
+    let conn = amqp_connection(&settings).await;
     for name in &queues {
         assert!(!queue_exists(&conn, name).await, "--check created {name}");
     }
@@ -201,12 +176,7 @@ async fn topology_twice_is_idempotent_and_keeps_what_the_queues_hold() {
     let (ok, out) = topology(&settings, &[]).await;
     assert!(ok, "{out}");
 
-    let conn = connect(&settings).await;
-    let channel = conn.create_channel().await.unwrap();
-    channel
-        .confirm_select(lapin::options::ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (_conn, channel) = confirm_channel(&settings).await;
     let a = &settings.amqp;
     publish(&channel, &a.jobs_exchange, "job", b"{}", json_props()).await;
 
@@ -351,88 +321,4 @@ async fn check_with_the_management_api_reports_arguments_that_differ_and_missing
         "the AMQP URL's credentials go with every request"
     );
     cleanup(&settings);
-}
-
-/// A deployment whose retry queues an earlier version made classic: declaring moves each
-/// over to a quorum queue, and a job parked in one goes back to its queue, not lost.
-#[tokio::test]
-async fn classic_retry_queues_of_an_earlier_version_become_quorum_and_keep_their_jobs() {
-    let mut settings = test_settings("http://127.0.0.1:9").await;
-    // A retry tier long enough that the parked job is still there when declaring comes.
-    settings.retry.initial_delay_ms = 20_000;
-    settings.retry.max_delay_ms = 20_000;
-    let t = Topology::new(&settings);
-    let a = &settings.amqp;
-    let conn = connect(&settings).await;
-    let channel = conn.create_channel().await.unwrap();
-    channel
-        .confirm_select(lapin::options::ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    // What the earlier version declared: the jobs queue, and classic retry queues.
-    let (ok, out) = topology(&settings, &[]).await;
-    assert!(ok, "{out}");
-    let tier = *t.retry_tiers.iter().max().unwrap();
-    let retry = t.retry_queue(None, tier);
-    for name in t.retry_queues() {
-        channel
-            .queue_delete(name.as_str().into(), Default::default())
-            .await
-            .unwrap();
-    }
-    let mut classic = FieldTable::default();
-    classic.insert("x-queue-type".into(), long("classic"));
-    classic.insert(
-        "x-message-ttl".into(),
-        lapin::types::AMQPValue::LongLongInt(tier.as_millis() as i64),
-    );
-    classic.insert("x-dead-letter-exchange".into(), long(""));
-    classic.insert("x-dead-letter-routing-key".into(), long(&a.jobs_queue));
-    channel
-        .queue_declare(
-            retry.as_str().into(),
-            QueueDeclareOptions::durable(),
-            classic,
-        )
-        .await
-        .unwrap();
-    publish(&channel, "", &retry, br#"{"id":"parked"}"#, json_props()).await;
-    assert_eq!(queue_depth(&channel, &retry).await, 1);
-
-    let (ok, out) = topology(&settings, &[]).await;
-    assert!(ok, "{out}");
-    // The parked job went back to the jobs queue; the retry queue is a quorum queue now
-    // (declaring it classic is refused), with the other retry queues.
-    assert_eq!(queue_depth(&channel, &a.jobs_queue).await, 1);
-    assert_eq!(queue_depth(&channel, &retry).await, 0);
-    let declarations = t.declarations();
-    for name in t.retry_queues() {
-        let Some(pushwoosh_worker::broker::topology::Declaration::Queue { arguments, .. }) =
-            declarations.iter().find(|d| {
-                matches!(d, pushwoosh_worker::broker::topology::Declaration::Queue { name: n, .. } if *n == name)
-            })
-        else {
-            panic!("{name} is declared");
-        };
-        assert_eq!(
-            arguments.inner().get("x-queue-type"),
-            Some(&long("quorum")),
-            "{name}"
-        );
-        let own = conn.create_channel().await.unwrap();
-        own.queue_declare(
-            name.as_str().into(),
-            QueueDeclareOptions::durable(),
-            arguments.clone(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{name} is the quorum queue the worker declares: {e}"));
-    }
-    let (ok, out) = topology(&settings, &["--check"]).await;
-    assert!(ok, "{out}");
-    cleanup(&settings);
-}
-
-fn long(value: &str) -> lapin::types::AMQPValue {
-    lapin::types::AMQPValue::LongString(value.into())
 }

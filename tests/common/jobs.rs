@@ -77,6 +77,26 @@ pub fn transaction_ids(body: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// Asserts that every notification `after` received carries a transactionId that one of
+/// `before`'s calls carried: jobs sent again keep the transactionId of their first call.
+pub async fn assert_resent_with_first_transaction_ids(before: &MockServer, after: &MockServer) {
+    let first: Vec<Value> = before
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|r| transaction_ids(&r.body))
+        .collect();
+    for call in after.received_requests().await.unwrap() {
+        for tx in transaction_ids(&call.body) {
+            assert!(
+                first.contains(&tx),
+                "{tx} was sent again without the transactionId of its first call"
+            );
+        }
+    }
+}
+
 /// Notifications a mock received so far, however they were batched into calls.
 pub async fn notifications_sent(mock: &MockServer) -> usize {
     let requests = mock.received_requests().await.unwrap_or_default();

@@ -83,8 +83,17 @@ pub async fn sigterm(child: &tokio::process::Child) {
 /// environment as an operator would.
 pub fn point_at_test_names(cmd: &mut tokio::process::Command, settings: &Settings) {
     let a = &settings.amqp;
+    // `amqp.urls`, when set, wins over `amqp.url` (AMQP_URL takes a comma-separated list).
+    let url = if a.urls.is_empty() {
+        a.url.clone()
+    } else {
+        a.urls.join(",")
+    };
     cmd.env_remove("PUSHWOOSH_WORKER_CONFIG")
-        .env("AMQP_URL", &a.url);
+        .env("AMQP_URL", url);
+    if let Some(ca) = &a.tls.ca_file {
+        cmd.env("PUSHWOOSH_WORKER__AMQP__TLS__CA_FILE", ca);
+    }
     for (key, value) in [
         ("AMQP__JOBS_EXCHANGE", a.jobs_exchange.clone()),
         ("AMQP__JOBS_QUEUE", a.jobs_queue.clone()),
@@ -118,4 +127,35 @@ pub fn point_at_test_names(cmd: &mut tokio::process::Command, settings: &Setting
     ] {
         cmd.env(format!("PUSHWOOSH_WORKER__{key}"), value);
     }
+}
+
+/// Runs `pushwoosh-worker topology ARGS` with the test's names; returns (success, stdout).
+pub async fn run_topology(settings: &Settings, args: &[&str]) -> (bool, String) {
+    let out = topology_output(settings, args).await;
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Runs `pushwoosh-worker topology ARGS` with the test's names; all it printed.
+pub async fn topology_output(settings: &Settings, args: &[&str]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushwoosh-worker"));
+    cmd.arg("topology").args(args);
+    point_at_test_names(&mut cmd, settings);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .expect("topology finishes within 30 s")
+        .unwrap();
+    eprintln!(
+        "topology {args:?}: {}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

@@ -124,16 +124,27 @@ pub async fn queue_depth_reaches(
     }
 }
 
-/// A confirm-mode channel and a consumer of every result (an exclusive queue bound `#`).
-pub async fn observe(settings: &Settings) -> (Connection, Channel, Consumer) {
-    let conn = Connection::connect(&settings.amqp.url, ConnectionProperties::default())
+/// A connection of the test's own to its broker.
+pub async fn amqp_connection(settings: &Settings) -> Connection {
+    Connection::connect(&settings.amqp.url, ConnectionProperties::default())
         .await
-        .expect("test connection");
+        .expect("test connection")
+}
+
+/// A connection of the test's own and a channel on it in confirm mode.
+pub async fn confirm_channel(settings: &Settings) -> (Connection, Channel) {
+    let conn = amqp_connection(settings).await;
     let channel = conn.create_channel().await.unwrap();
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
+    (conn, channel)
+}
+
+/// A confirm-mode channel and a consumer of every result (an exclusive queue bound `#`).
+pub async fn observe(settings: &Settings) -> (Connection, Channel, Consumer) {
+    let (conn, channel) = confirm_channel(settings).await;
     let results =
         pushwoosh_worker::broker::watch_results(&channel, &settings.amqp.results_exchange)
             .await
@@ -153,6 +164,25 @@ pub async fn next_from(consumer: &mut Consumer, timeout: Duration) -> Received {
         routing_key: delivery.routing_key.as_str().to_owned(),
         properties: delivery.properties,
     }
+}
+
+/// The next `n` results from `consumer`, each `ok` and each for a job of its own (a
+/// second result for a job fails the test), by job id; each waited for at most `timeout`.
+pub async fn one_ok_result_each(
+    consumer: &mut Consumer,
+    n: usize,
+    timeout: Duration,
+) -> std::collections::HashMap<String, Value> {
+    let mut by_job = std::collections::HashMap::new();
+    for _ in 0..n {
+        let r = next_from(consumer, timeout).await.body;
+        assert_eq!(r["outcome"], "ok", "{r}");
+        let job = r["job_id"].as_str().expect("a job id").to_owned();
+        if let Some(first) = by_job.insert(job, r.clone()) {
+            panic!("two results for one job: {first} and {r}");
+        }
+    }
+    by_job
 }
 
 /// Publishes a message, confirmed by the broker.
