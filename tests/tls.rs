@@ -3,6 +3,7 @@
 //! made here with `openssl`. Trusting that CA (`amqp.tls.ca_file`), the worker connects
 //! and processes a job; trusting another CA, it refuses the broker and says why; to a
 //! node that asks for a client certificate (\"tls-mutual\", 5773) it shows the configured one.
+//! `topology --check` reads the first node's management API over https (15771) the same way.
 
 mod common;
 
@@ -15,6 +16,10 @@ use pushwoosh_worker::settings::AmqpSettings;
 use tokio::sync::OnceCell;
 
 const TLS_PORT: u16 = 5771;
+/// The "tls" node's plain AMQP listener, for the test's own connections.
+const PLAIN_URL: &str = "amqp://guest:guest@127.0.0.1:5772/%2f";
+/// The "tls" node's management API, over https only.
+const MANAGEMENT_URL: &str = "https://localhost:15771/";
 
 /// Where the certificates live (readable by the broker's user).
 fn dir() -> PathBuf {
@@ -119,8 +124,15 @@ async fn certificates() -> PathBuf {
 }
 
 /// Starts node `name` (plain AMQP on `port`, TLS on `tls_port`) unless it runs; with
-/// `client_certificates`, it refuses a client that shows none its CA signed.
-async fn start_node(name: &str, port: u16, tls_port: u16, client_certificates: bool) -> String {
+/// `client_certificates`, it refuses a client that shows none its CA signed; with
+/// `management_port`, its management API listens there over https only.
+async fn start_node(
+    name: &str,
+    port: u16,
+    tls_port: u16,
+    client_certificates: bool,
+    management_port: Option<u16>,
+) -> String {
     let dir = certificates().await;
     let d = dir.display();
     let (verify, require) = if client_certificates {
@@ -134,18 +146,28 @@ async fn start_node(name: &str, port: u16, tls_port: u16, client_certificates: b
         .args(["stop", name])
         .status()
         .await;
+    let mut args = vec!["start".to_owned(), name.to_owned(), port.to_string()];
+    if let Some(management) = management_port {
+        args.extend([
+            "--plugins".to_owned(),
+            "rabbitmq_management".to_owned(),
+            format!("management.ssl.port={management}"),
+            "management.ssl.ip=127.0.0.1".to_owned(),
+            format!("management.ssl.cacertfile={d}/ca.pem"),
+            format!("management.ssl.certfile={d}/server.pem"),
+            format!("management.ssl.keyfile={d}/server.key"),
+        ]);
+    }
+    args.extend([
+        format!("listeners.ssl.default={tls_port}"),
+        format!("ssl_options.cacertfile={d}/ca.pem"),
+        format!("ssl_options.certfile={d}/server.pem"),
+        format!("ssl_options.keyfile={d}/server.key"),
+        format!("ssl_options.verify={verify}"),
+        format!("ssl_options.fail_if_no_peer_cert={require}"),
+    ]);
     let status = tokio::process::Command::new(script)
-        .args([
-            "start",
-            name,
-            &port.to_string(),
-            &format!("listeners.ssl.default={tls_port}"),
-            &format!("ssl_options.cacertfile={d}/ca.pem"),
-            &format!("ssl_options.certfile={d}/server.pem"),
-            &format!("ssl_options.keyfile={d}/server.key"),
-            &format!("ssl_options.verify={verify}"),
-            &format!("ssl_options.fail_if_no_peer_cert={require}"),
-        ])
+        .args(&args)
         .status()
         .await
         .expect("scripts/rabbitmq-node runs");
@@ -160,7 +182,7 @@ async fn start_node(name: &str, port: u16, tls_port: u16, client_certificates: b
 async fn tls_node() -> String {
     static STARTED: OnceCell<String> = OnceCell::const_new();
     STARTED
-        .get_or_init(|| start_node("tls", 5772, TLS_PORT, false))
+        .get_or_init(|| start_node("tls", 5772, TLS_PORT, false, Some(15771)))
         .await
         .clone()
 }
@@ -169,7 +191,7 @@ async fn tls_node() -> String {
 async fn mutual_tls_node() -> String {
     static STARTED: OnceCell<String> = OnceCell::const_new();
     STARTED
-        .get_or_init(|| start_node("tls-mutual", 5774, 5773, true))
+        .get_or_init(|| start_node("tls-mutual", 5774, 5773, true, None))
         .await
         .clone()
 }
@@ -182,7 +204,7 @@ async fn trusting_the_brokers_ca_the_worker_connects_over_tls_and_processes_a_jo
     // The worker speaks TLS (`urls` wins over `url`); the test's own publisher and
     // watcher speak plain AMQP to the same node's other listener (`url`).
     settings.amqp.urls = vec![url];
-    settings.amqp.url = "amqp://guest:guest@127.0.0.1:5772/%2f".into();
+    settings.amqp.url = PLAIN_URL.into();
     settings.amqp.tls.ca_file = Some(dir().join("ca.pem"));
     let mut app = TestApp::start(mock, settings.clone()).await;
     app.publish_job(&push_job("over-tls")).await;
@@ -238,4 +260,39 @@ async fn a_broker_that_asks_for_a_client_certificate_takes_the_configured_one_an
         .expect("connects with the client certificate");
     assert!(connected.connection.status().connected());
     let _ = connected.connection.close(200, "done".into()).await;
+}
+
+#[tokio::test]
+async fn topology_check_reads_the_management_api_over_https_trusting_the_configured_ca() {
+    let url = tls_node().await;
+    let mut settings = test_settings("http://127.0.0.1:9").await;
+    // `topology` over amqps; `--check` then asks the management API over https, and
+    // both trust the CA of amqp.tls.ca_file.
+    settings.amqp.urls = vec![url];
+    settings.amqp.url = PLAIN_URL.into();
+    settings.amqp.tls.ca_file = Some(dir().join("ca.pem"));
+    let (ok, out) = common::run_topology(&settings, &[]).await;
+    assert!(ok, "{out}");
+    let (ok, out) =
+        common::run_topology(&settings, &["--check", "--management-url", MANAGEMENT_URL]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("queue {}: ok\n", settings.amqp.jobs_queue)),
+        "the management API compared the jobs queue: {out}"
+    );
+    assert!(out.contains(" 0 missing, 0 differ, 0 not checked"), "{out}");
+
+    // Trusting another CA, the API's certificate is refused and the error says so.
+    settings.amqp.urls.clear();
+    settings.amqp.tls.ca_file = Some(dir().join("other-ca.pem"));
+    let out =
+        common::topology_output(&settings, &["--check", "--management-url", MANAGEMENT_URL]).await;
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("the management API at https://localhost:15771/ does not answer"),
+        "{error}"
+    );
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    common::cleanup(&settings);
 }
