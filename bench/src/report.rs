@@ -172,6 +172,15 @@ pub fn each_percent(ratios: &[f64]) -> String {
     format!(", each run {}%", each.join(", "))
 }
 
+/// ` (runs: 54.5, 54.4, 55.1)` when there was more than one run.
+pub fn each_ms(values: &[f64]) -> String {
+    if values.len() < 2 {
+        return String::new();
+    }
+    let each: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
+    format!(" (runs: {})", each.join(", "))
+}
+
 /// `meets` / `MISSES` a target.
 pub fn verdict(ok: bool) -> &'static str {
     if ok {

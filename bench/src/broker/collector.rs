@@ -3,10 +3,60 @@
 
 use super::*;
 
-/// Watches the results exchange and matches results to jobs.
-pub struct Collector {
+/// The results exchange, watched through a queue of the bench's own.
+pub struct ResultStream {
     _conn: Connection,
     consumer: Consumer,
+}
+
+/// Why no result came.
+pub enum Quiet {
+    /// The consumer failed, with the broker's words.
+    Failed(String),
+    /// The broker closed the consumer.
+    Closed,
+    /// None came within the wait.
+    Silent,
+}
+
+impl Quiet {
+    /// What to report, `progress` saying how many results were in.
+    pub fn describe(&self, stall: Duration, progress: &str) -> String {
+        match self {
+            Self::Failed(e) => format!("results consumer failed: {e}"),
+            Self::Closed => "results consumer closed".into(),
+            Self::Silent => format!("no result for {} s ({progress})", stall.as_secs()),
+        }
+    }
+}
+
+impl ResultStream {
+    pub async fn start(url: &str, results_exchange: &str) -> anyhow::Result<Self> {
+        let conn = connect(url).await?;
+        let channel = conn.create_channel().await?;
+        let consumer = pushwoosh_worker::bench_support::watch_results(&channel, results_exchange)
+            .await
+            .context("watching the results")?;
+        Ok(Self {
+            _conn: conn,
+            consumer,
+        })
+    }
+
+    /// The next result, waiting at most `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Result<lapin::message::Delivery, Quiet> {
+        match tokio::time::timeout(wait, self.consumer.next()).await {
+            Ok(Some(Ok(d))) => Ok(d),
+            Ok(Some(Err(e))) => Err(Quiet::Failed(e.to_string())),
+            Ok(None) => Err(Quiet::Closed),
+            Err(_) => Err(Quiet::Silent),
+        }
+    }
+}
+
+/// Watches the results exchange and matches results to jobs.
+pub struct Collector {
+    results: ResultStream,
     stamps: Arc<Stamps>,
     /// Split each result's time at the worker's timestamps (`Collected::legs`): two
     /// timestamp parses a result, on the cores the worker needs, so only when asked.
@@ -67,14 +117,8 @@ impl Collector {
         results_exchange: &str,
         stamps: Arc<Stamps>,
     ) -> anyhow::Result<Self> {
-        let conn = connect(url).await?;
-        let channel = conn.create_channel().await?;
-        let consumer = pushwoosh_worker::bench_support::watch_results(&channel, results_exchange)
-            .await
-            .context("watching the results")?;
         Ok(Self {
-            _conn: conn,
-            consumer,
+            results: ResultStream::start(url, results_exchange).await?,
             stamps,
             split_legs: false,
         })
@@ -98,23 +142,12 @@ impl Collector {
             if let Some(d) = deadline {
                 wait = wait.min(d.saturating_duration_since(Instant::now()));
             }
-            let delivery = match tokio::time::timeout(wait, self.consumer.next()).await {
-                Ok(Some(Ok(d))) => d,
-                Ok(Some(Err(e))) => {
-                    out.stopped_short = Some(format!("results consumer failed: {e}"));
-                    break;
-                }
-                Ok(None) => {
-                    out.stopped_short = Some("results consumer closed".into());
-                    break;
-                }
-                Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => break,
-                Err(_) => {
-                    out.stopped_short = Some(format!(
-                        "no result for {} s ({} of {expected} in)",
-                        stall.as_secs(),
-                        out.results
-                    ));
+            let delivery = match self.results.next(wait).await {
+                Ok(d) => d,
+                Err(Quiet::Silent) if deadline.is_some_and(|d| Instant::now() >= d) => break,
+                Err(why) => {
+                    out.stopped_short =
+                        Some(why.describe(stall, &format!("{} of {expected} in", out.results)));
                     break;
                 }
             };

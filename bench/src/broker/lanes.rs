@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use tokio_util::sync::CancellationToken;
 
+use super::collector::ResultStream;
 use super::*;
 
 pub const URGENT_PREFIX: &str = "urgent-";
@@ -123,8 +124,7 @@ pub async fn publish_urgent(
 
 /// Watches the results exchange and sorts results into the campaign's and the urgent jobs'.
 pub struct LaneCollector {
-    _conn: Connection,
-    consumer: Consumer,
+    results: ResultStream,
 }
 
 /// One urgent job's result.
@@ -186,14 +186,8 @@ pub fn whose(job_id: &str) -> Option<Whose> {
 
 impl LaneCollector {
     pub async fn start(url: &str, results_exchange: &str) -> anyhow::Result<Self> {
-        let conn = connect(url).await?;
-        let channel = conn.create_channel().await?;
-        let consumer = pushwoosh_worker::bench_support::watch_results(&channel, results_exchange)
-            .await
-            .context("watching the results")?;
         Ok(Self {
-            _conn: conn,
-            consumer,
+            results: ResultStream::start(url, results_exchange).await?,
         })
     }
 
@@ -206,23 +200,15 @@ impl LaneCollector {
         stall: Duration,
     ) {
         while !done(out) {
-            let delivery = match tokio::time::timeout(stall, self.consumer.next()).await {
-                Ok(Some(Ok(d))) => d,
-                Ok(Some(Err(e))) => {
-                    out.stopped_short = Some(format!("results consumer failed: {e}"));
-                    return;
-                }
-                Ok(None) => {
-                    out.stopped_short = Some("results consumer closed".into());
-                    return;
-                }
-                Err(_) => {
-                    out.stopped_short = Some(format!(
-                        "no result for {} s ({} campaign and {} urgent results in)",
-                        stall.as_secs(),
+            let delivery = match self.results.next(stall).await {
+                Ok(d) => d,
+                Err(why) => {
+                    let progress = format!(
+                        "{} campaign and {} urgent results in",
                         out.bulk,
                         out.urgent.len()
-                    ));
+                    );
+                    out.stopped_short = Some(why.describe(stall, &progress));
                     return;
                 }
             };

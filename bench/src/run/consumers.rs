@@ -46,27 +46,7 @@ impl Consumers {
             };
             let proc = match &spec.consumer {
                 Consumer::Worker(env) => {
-                    let mut all = vec![
-                        ("AMQP_URL".to_owned(), bench.amqp_url.clone()),
-                        ("PUSHWOOSH_API_URL".to_owned(), mock.base_url().to_owned()),
-                        ("PUSHWOOSH_AUTH_TOKEN".to_owned(), "bench-token".to_owned()),
-                        (
-                            "PUSHWOOSH_WORKER__AMQP__PREFETCH".to_owned(),
-                            spec.prefetch.to_string(),
-                        ),
-                        // Jobs still waiting at the end (e.g. for a rate-limit slot) go
-                        // back to a queue about to be deleted: no need to wait the
-                        // default 25 s for them.
-                        (
-                            "PUSHWOOSH_WORKER__SHUTDOWN__GRACE_PERIOD_MS".to_owned(),
-                            "2000".to_owned(),
-                        ),
-                    ];
-                    // The names include the ledger's key prefix: one per run, shared by
-                    // all its processes (one account's budget, one memory of job ids).
-                    all.extend(names.worker_env());
-                    all.extend(env.iter().cloned());
-                    all.extend(bench.extra_env.iter().cloned());
+                    let all = bench.worker_env(mock, names, spec.prefetch, env);
                     Proc::worker(&bench.worker_bin, &all, log).await?
                 }
                 Consumer::Ceiling(hold) => {

@@ -141,28 +141,14 @@ async fn measure_lanes_on(
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     let log = bench.logs.join(format!("{n:02}-{slug}.log"));
-    let mut env = vec![
-        ("AMQP_URL".to_owned(), bench.amqp_url.clone()),
-        ("PUSHWOOSH_API_URL".to_owned(), mock.base_url().to_owned()),
-        ("PUSHWOOSH_AUTH_TOKEN".to_owned(), "bench-token".to_owned()),
-        (
-            "PUSHWOOSH_WORKER__AMQP__PREFETCH".to_owned(),
-            spec.prefetch.to_string(),
-        ),
-        (
-            "PUSHWOOSH_WORKER__SHUTDOWN__GRACE_PERIOD_MS".to_owned(),
-            "2000".to_owned(),
-        ),
-        // A run's 100,000 job ids are its own (its own key prefix): a quarter of an hour
-        // instead of a day keeps them from filling the shared Redis. Only the keys'
-        // expiry changes.
-        (
-            "PUSHWOOSH_WORKER__LEDGER__WINDOW_MS".to_owned(),
-            "900000".to_owned(),
-        ),
-    ];
-    env.extend(names.worker_env());
-    env.extend(bench.extra_env.iter().cloned());
+    // A run's 100,000 job ids are its own (its own key prefix): a quarter of an hour
+    // instead of a day keeps them from filling the shared Redis. Only the keys' expiry
+    // changes.
+    let window = [(
+        "PUSHWOOSH_WORKER__LEDGER__WINDOW_MS".to_owned(),
+        "900000".to_owned(),
+    )];
+    let env = bench.worker_env(mock, names, spec.prefetch, &window);
     let machine0 = MachineCpu::now();
     let worker = Proc::worker(&bench.worker_bin, &env, log).await?;
     eprintln!(

@@ -156,6 +156,7 @@ fn latency_line(
 /// 3. Service latency at a steady publish rate with a 50 ms mock.
 pub(super) async fn service(bench: &Bench, args: &Args) -> anyhow::Result<()> {
     let jobs = (u64::from(args.service_rate) * args.service_secs) as usize;
+    let targets = Targets::of(args);
     println!(
         "\n== 3. service latency: a steady {} jobs/s for {} s ({} jobs, the first second is warm-up), {} ms mock ==",
         thousands(f64::from(args.service_rate)),
@@ -179,14 +180,20 @@ pub(super) async fn service(bench: &Bench, args: &Args) -> anyhow::Result<()> {
             s.warmup = args.service_rate as usize;
             runs.push(run_row(bench, &s).await?);
         }
-        let p50: Vec<f64> = runs.iter().filter_map(|m| m.p50_ms).collect();
-        let p99: Vec<f64> = runs.iter().filter_map(|m| m.p99_ms).collect();
-        let max: Vec<f64> = runs.iter().filter_map(|m| m.max_ms).collect();
-        let (p50, p99, max) = (mean(&p50), mean(&p99), mean(&max));
+        // The median run's, as every verdict here: one run on a slow moment of the
+        // machine does not swing it, and each run's figure is printed beside it.
+        let p50s: Vec<f64> = runs.iter().filter_map(|m| m.p50_ms).collect();
+        let p99s: Vec<f64> = runs.iter().filter_map(|m| m.p99_ms).collect();
+        let maxes: Vec<f64> = runs.iter().filter_map(|m| m.max_ms).collect();
+        let (p50, p99, max) = (median(&p50s), median(&p99s), median(&maxes));
         lines.push(format!(
-            "  prefetch {prefetch}: p50 {p50:.1} ms (target <= 54: {}), p99 {p99:.1} ms (target <= 60: {}), max {max:.1} ms",
-            verdict(p50 <= 54.0),
-            verdict(p99 <= 60.0)
+            "  prefetch {prefetch}: p50 {p50:.1} ms{} (target <= {}: {}), p99 {p99:.1} ms{} (target <= {}: {}), max {max:.1} ms (the median run's)",
+            each_ms(&p50s),
+            targets.service_p50_ms,
+            verdict(p50 <= targets.service_p50_ms),
+            each_ms(&p99s),
+            targets.service_p99_ms,
+            verdict(p99 <= targets.service_p99_ms),
         ));
     }
     for line in lines {

@@ -12,6 +12,7 @@ pub(super) async fn efficiency(bench: &Bench, args: &Args) -> anyhow::Result<()>
     );
     report::header();
     let mut cpu = Vec::new();
+    let target = Targets::of(args).efficiency_share;
     let mut lines = Vec::new();
     for &mode in &args.modes {
         let (load, name) = mode_load(mode);
@@ -28,11 +29,12 @@ pub(super) async fn efficiency(bench: &Bench, args: &Args) -> anyhow::Result<()>
         } else {
             let (share, detail) = share_of_ceiling(&worker, &ceiling);
             format!(
-                " = {:.1}% of the ceiling's {} jobs/s{}{detail} (target >= 85%: {})",
+                " = {:.1}% of the ceiling's {} jobs/s{}{detail} (target >= {:.0}%: {})",
                 share * 100.0,
                 thousands(mean(&rates(&ceiling))),
                 spread(&rates(&ceiling)),
-                verdict(share >= 0.85)
+                target * 100.0,
+                verdict(share >= target)
             )
         };
         lines.push(format!(
