@@ -1,19 +1,26 @@
 //! Claims and records: which job ids went out. A job's id is claimed before its call, its
 //! answer recorded as soon as Pushwoosh gives it, and the claim released when the call
 //! cannot have reached Pushwoosh. Each operation is one round trip for any number of
-//! jobs: one script call per job, each touching only that job's key (so each runs on the
+//! jobs: one command per job, each touching only that job's key (so each runs on the
 //! job's own node of a cluster).
+//!
+//! A claim is Redis's own `SET key claim NX GET PX window` (Redis 7.0 and later), which
+//! costs Redis about half what the same thing as a Lua script does; a Redis before 7.0
+//! refuses that command as a syntax error, touching nothing, and from then on claims go
+//! through the [`CLAIM`] script, which does the same.
 
 use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
 
 use redis::Value;
 
+use super::connection::Routed;
 use super::encoding::{self, Held, Recorded};
-use super::round_trip::{Invocation, LuaScript};
+use super::round_trip::{Invocation, LuaScript, check_replies};
 use super::{Ledger, LedgerError};
 
 /// Takes the job's key if it is free, else returns what it holds. ARGV: the claim, the
-/// window (ms).
+/// window (ms). What `SET NX GET PX` does, for a Redis before 7.0.
 const CLAIM: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held then return held end
@@ -96,12 +103,58 @@ impl Ledger {
                 args: vec![encoding::encode_claim(c.owner, c.now_ms), window.clone()],
             })
             .collect();
-        let replies = self.eval_each("claim", &CLAIM_SCRIPT, &calls).await?;
+        let replies = match self.claim_natively(&calls).await? {
+            Some(replies) => replies,
+            None => self.eval_each("claim", &CLAIM_SCRIPT, &calls).await?,
+        };
         Ok(claims
             .iter()
             .zip(replies)
             .map(|(claim, reply)| self.outcome(claim, reply))
             .collect())
+    }
+
+    /// Claims with `SET NX GET PX`; `None` when this Redis does not know that command
+    /// (before 7.0), which it refused without touching a key.
+    async fn claim_natively(
+        &self,
+        calls: &[Invocation],
+    ) -> Result<Option<Vec<Value>>, LedgerError> {
+        let native = &self.inner.native_claims;
+        if calls.is_empty() || !native.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let commands: Vec<Routed> = calls
+            .iter()
+            .map(|call| {
+                let [claim, window] = &call.args[..] else {
+                    unreachable!("a claim has two arguments")
+                };
+                let mut set = redis::cmd("SET");
+                set.arg(&call.key)
+                    .arg(claim)
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("PX")
+                    .arg(window);
+                Routed::on_key(set, &call.key)
+            })
+            .collect();
+        let replies = self.round_trip("claim", &commands).await?;
+        if replies.iter().any(is_syntax_error) {
+            if native.swap(false, Ordering::Relaxed) {
+                tracing::info!(
+                    redis = %self.inner.endpoint,
+                    "Redis before 7.0 (no SET NX GET): the ledger claims job ids with a Lua script"
+                );
+            }
+            return Ok(None);
+        }
+        if let Err(e) = check_replies("claim", &replies, calls.len()) {
+            self.failed("claim", &e);
+            return Err(e);
+        }
+        Ok(Some(replies))
     }
 
     fn outcome(&self, claim: &Claim<'_>, reply: Value) -> ClaimOutcome {
@@ -160,5 +213,33 @@ impl Ledger {
         self.eval_each("release", &RELEASE_SCRIPT, &calls)
             .await
             .map(drop)
+    }
+}
+
+/// What a Redis before 7.0 answers `SET NX GET`.
+fn is_syntax_error(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(e)
+        if e.code() == "ERR" && e.details().is_some_and(|d| d.contains("syntax error")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_before_7_refusing_set_nx_get_is_told_from_other_errors() {
+        // Redis 6.2 and 6.0 answer `SET k v NX GET PX 1` with this.
+        let refused = redis::parse_redis_value(b"-ERR syntax error\r\n").unwrap();
+        assert!(is_syntax_error(&refused));
+        for other in [
+            &b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"[..],
+            b"-ERR wrong number of arguments for 'set' command\r\n",
+            b"-MOVED 3999 127.0.0.1:6381\r\n",
+            b"$3\r\nabc\r\n",
+            b"_\r\n",
+        ] {
+            let reply = redis::parse_redis_value(other).unwrap();
+            assert!(!is_syntax_error(&reply), "{reply:?}");
+        }
     }
 }

@@ -49,6 +49,8 @@ struct Inner {
     timeout: Duration,
     on_unavailable: OnUnavailable,
     available: AtomicBool,
+    /// Claims go as `SET NX GET` until Redis refuses it (before 7.0).
+    native_claims: AtomicBool,
     metrics: LedgerMetrics,
 }
 
@@ -68,6 +70,7 @@ impl Ledger {
                 timeout: settings.timeout(),
                 on_unavailable: settings.on_unavailable,
                 available: AtomicBool::new(false),
+                native_claims: AtomicBool::new(true),
                 metrics: metrics.ledger.clone(),
             }),
         };
@@ -116,6 +119,14 @@ impl Ledger {
     /// The Redis key that remembers `job_id` (for operators' tools and tests).
     pub fn key_of(&self, job_id: &str) -> Vec<u8> {
         encoding::job_key(&self.inner.key_prefix, job_id)
+    }
+
+    /// Claims as with a Redis before 7.0, through the Lua script (for tests: this Redis
+    /// has `SET NX GET`). Clones made before share it.
+    #[doc(hidden)]
+    pub fn claim_with_script(self) -> Self {
+        self.inner.native_claims.store(false, Ordering::Relaxed);
+        self
     }
 
     pub(crate) fn key_prefix(&self) -> &str {

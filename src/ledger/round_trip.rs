@@ -118,7 +118,7 @@ impl Ledger {
         result
     }
 
-    fn failed(&self, operation: &'static str, e: &LedgerError) {
+    pub(super) fn failed(&self, operation: &'static str, e: &LedgerError) {
         self.inner.metrics.redis_error(operation, e.label());
         if e.is_unavailable() {
             self.set_available(false);
@@ -144,7 +144,7 @@ fn is_no_script(reply: &Value) -> bool {
 }
 
 /// A reply per call, none of them an error.
-fn check_replies(
+pub(super) fn check_replies(
     operation: &'static str,
     replies: &[Value],
     expected: usize,

@@ -5,7 +5,9 @@ use std::time::Duration;
 use pushwoosh_worker::ledger::{Claim, ClaimOutcome, Record, Recorded};
 use pushwoosh_worker::result_event::Outcome;
 
-use crate::support::{Prefix, claims_of, eventually, push_answer, records_of, round_trips};
+use crate::support::{
+    OwnRedis, Prefix, claims_of, eventually, push_answer, records_of, round_trips,
+};
 
 const NOW: i64 = 1_796_330_000_000;
 
@@ -50,6 +52,108 @@ async fn a_claim_is_taken_once_and_found_by_everyone_else() {
             by_self: false
         }]
     );
+}
+
+/// Redis 7 claims with its own `SET NX GET`, an older Redis with the Lua script: the same
+/// outcomes, the same key, value and expiry either way. On a Redis of the test's own, so
+/// that its command counts are the ledger's.
+#[tokio::test]
+async fn a_claim_is_the_same_with_set_nx_get_and_with_the_script_of_redis_before_7() {
+    let redis = OwnRedis::start();
+    let prefix = Prefix::on(redis.url());
+    let (native, _) = prefix.ledger().await;
+    let (script, _) = prefix.ledger().await;
+    let script = script.claim_with_script();
+    let mut seen = Vec::new();
+    for (ledger, id) in [
+        (&native, "job-claimed-natively"),
+        (&script, "job-claimed-by-script"),
+    ] {
+        let before = command_calls(&prefix);
+        let mut outcomes = ledger.claim(&[claim(id, 1), claim(id, 2)]).await.unwrap();
+        outcomes.extend(ledger.claim(&[claim(id, 1)]).await.unwrap());
+        let claims = command_calls(&prefix) - before;
+        let mut redis = prefix.redis();
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(ledger.key_of(id))
+            .query(&mut redis)
+            .unwrap();
+        let value: Vec<u8> = redis::cmd("GET")
+            .arg(ledger.key_of(id))
+            .query(&mut redis)
+            .unwrap();
+        ledger
+            .record(&[Record {
+                job_id: id,
+                answer: answer(&["C3F8-0001"]),
+            }])
+            .await
+            .unwrap();
+        outcomes.extend(ledger.claim(&[claim(id, 2)]).await.unwrap());
+        let window = ledger.window().as_millis() as i64;
+        assert!(
+            pttl > window - 60_000 && pttl <= window,
+            "{id}: PTTL {pttl}"
+        );
+        seen.push((outcomes, value, claims));
+    }
+    assert_eq!(
+        (seen[0].0.clone(), seen[0].1.clone()),
+        (seen[1].0.clone(), seen[1].1.clone())
+    );
+    assert_eq!(
+        seen[0].0,
+        [
+            ClaimOutcome::Claimed,
+            ClaimOutcome::Sending {
+                since_ms: NOW + 1,
+                by_self: false
+            },
+            ClaimOutcome::Sending {
+                since_ms: NOW + 1,
+                by_self: true
+            },
+            ClaimOutcome::Answered(answer(&["C3F8-0001"])),
+        ]
+    );
+    // Three claims: three SETs from Redis 7's ledger; three script calls from the other,
+    // the first of which SET the key (a command inside a script counts too).
+    assert_eq!(seen[0].2, Calls { set: 3, evalsha: 0 });
+    assert_eq!(seen[1].2, Calls { set: 1, evalsha: 3 });
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Calls {
+    set: u64,
+    evalsha: u64,
+}
+
+impl std::ops::Sub for Calls {
+    type Output = Self;
+    fn sub(self, before: Self) -> Self {
+        Self {
+            set: self.set - before.set,
+            evalsha: self.evalsha - before.evalsha,
+        }
+    }
+}
+
+/// How many SET and EVALSHA commands the Redis has run (`INFO commandstats`).
+fn command_calls(prefix: &Prefix) -> Calls {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut prefix.redis())
+        .unwrap();
+    let calls = |command: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    Calls {
+        set: calls("set"),
+        evalsha: calls("evalsha"),
+    }
 }
 
 #[tokio::test]
