@@ -86,6 +86,39 @@ impl Names {
         Ok(())
     }
 
+    /// Forgets the run's job ids in the ledger (the keys under its key prefix), so that
+    /// every run finds Redis as the first one did, not holding every earlier run's ids for
+    /// a day (hundreds of thousands of keys after a few scenarios, whose growing tables
+    /// cost the runs after them). Returns how many keys it deleted.
+    pub async fn forget_ledger_keys(&self) -> anyhow::Result<u64> {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let client = redis::Client::open(url.as_str()).context("REDIS_URL")?;
+        let mut redis = client.get_multiplexed_async_connection().await?;
+        let pattern = format!("{}:*", self.settings.amqp.jobs_queue);
+        let (mut cursor, mut deleted) = (0u64, 0u64);
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut redis)
+                .await?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut redis)
+                    .await?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     pub async fn delete(&self) -> anyhow::Result<()> {
         let conn = connect(&self.settings.amqp.url).await?;
         let channel = conn.create_channel().await?;

@@ -141,9 +141,9 @@ async fn measure_lanes_on(
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     let log = bench.logs.join(format!("{n:02}-{slug}.log"));
-    // A run's 100,000 job ids are its own (its own key prefix): a quarter of an hour
-    // instead of a day keeps them from filling the shared Redis. Only the keys' expiry
-    // changes.
+    // A run's 100,000 job ids are its own (its own key prefix), deleted after the run; a
+    // quarter of an hour instead of a day keeps them from filling the shared Redis when
+    // the bench is stopped before that. Only the keys' expiry changes.
     let window = [(
         "PUSHWOOSH_WORKER__LEDGER__WINDOW_MS".to_owned(),
         "900000".to_owned(),

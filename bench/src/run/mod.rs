@@ -120,6 +120,12 @@ pub(super) async fn with_fresh_names<T>(
             names.settings.amqp.jobs_queue
         );
     }
+    if let Err(e) = names.forget_ledger_keys().await {
+        eprintln!(
+            "bench: could not delete the ledger keys of {}: {e:#}",
+            names.settings.amqp.jobs_queue
+        );
+    }
     result
 }
 
