@@ -83,11 +83,24 @@ impl Ledger {
                 replies[i] = answer;
             }
         }
-        if let Err(e) = check_replies(operation, &replies, calls.len()) {
-            self.failed(operation, &e);
-            return Err(e);
+        self.checked(operation, replies, calls.len())
+    }
+
+    /// The replies of a round trip of `expected` calls, unless one is an error (counted,
+    /// and taken as Redis unavailable when it says so).
+    pub(super) fn checked(
+        &self,
+        operation: &'static str,
+        replies: Vec<Value>,
+        expected: usize,
+    ) -> Result<Vec<Value>, LedgerError> {
+        match check_replies(operation, &replies, expected) {
+            Ok(()) => Ok(replies),
+            Err(e) => {
+                self.failed(operation, &e);
+                Err(e)
+            }
         }
-        Ok(replies)
     }
 
     /// Sends the commands together and waits for their replies, at most
@@ -118,7 +131,7 @@ impl Ledger {
         result
     }
 
-    pub(super) fn failed(&self, operation: &'static str, e: &LedgerError) {
+    fn failed(&self, operation: &'static str, e: &LedgerError) {
         self.inner.metrics.redis_error(operation, e.label());
         if e.is_unavailable() {
             self.set_available(false);
@@ -144,7 +157,7 @@ fn is_no_script(reply: &Value) -> bool {
 }
 
 /// A reply per call, none of them an error.
-pub(super) fn check_replies(
+fn check_replies(
     operation: &'static str,
     replies: &[Value],
     expected: usize,
