@@ -285,10 +285,15 @@ pub fn broker_pid(amqp_url: &str) -> Option<u32> {
     listener_pid(port).or_else(|| pid_named("beam.smp"))
 }
 
-/// The Redis server of the workers' ledger (`REDIS_URL`, else the default one's port).
+/// The workers' ledger's Redis: `REDIS_URL`, which the bench passes on to them, else
+/// the worker's default.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The Redis server of the workers' ledger.
 pub fn redis_pid() -> Option<u32> {
-    let url = std::env::var("REDIS_URL").unwrap_or_default();
-    listener_pid(url_port(&url).unwrap_or(6379))
+    listener_pid(url_port(&redis_url()).unwrap_or(6379))
 }
 
 /// The port of `scheme://[user:password@]host:port[/...]`, if it names one.

@@ -97,10 +97,8 @@ async fn a_claim_is_the_same_with_set_nx_get_and_with_the_script_of_redis_before
         );
         seen.push((outcomes, value, claims));
     }
-    assert_eq!(
-        (seen[0].0.clone(), seen[0].1.clone()),
-        (seen[1].0.clone(), seen[1].1.clone())
-    );
+    assert_eq!(seen[0].0, seen[1].0, "the outcomes");
+    assert_eq!(seen[0].1, seen[1].1, "the stored claim");
     assert_eq!(
         seen[0].0,
         [

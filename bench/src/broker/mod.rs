@@ -71,7 +71,7 @@ impl Names {
             ("AMQP__QUEUE_TYPE", &queue_type),
             // The ledger remembers job ids for a day: each run's ids (bench-0, bench-1, …)
             // are its own, or a second run would be answered as duplicates of the first.
-            ("LEDGER__KEY_PREFIX", &format!("{}:", a.jobs_queue)),
+            ("LEDGER__KEY_PREFIX", &self.ledger_key_prefix()),
         ]
         .into_iter()
         .map(|(k, v)| (format!("PUSHWOOSH_WORKER__{k}"), v.clone()))
@@ -86,15 +86,19 @@ impl Names {
         Ok(())
     }
 
+    /// The run's own `ledger.key_prefix`.
+    fn ledger_key_prefix(&self) -> String {
+        format!("{}:", self.settings.amqp.jobs_queue)
+    }
+
     /// Forgets the run's job ids in the ledger (the keys under its key prefix), so that
     /// every run finds Redis as the first one did, not holding every earlier run's ids for
     /// a day (hundreds of thousands of keys after a few scenarios, whose growing tables
     /// cost the runs after them). Returns how many keys it deleted.
     pub async fn forget_ledger_keys(&self) -> anyhow::Result<u64> {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let client = redis::Client::open(url.as_str()).context("REDIS_URL")?;
+        let client = redis::Client::open(crate::procs::redis_url()).context("REDIS_URL")?;
         let mut redis = client.get_multiplexed_async_connection().await?;
-        let pattern = format!("{}:*", self.settings.amqp.jobs_queue);
+        let pattern = format!("{}*", self.ledger_key_prefix());
         let (mut cursor, mut deleted) = (0u64, 0u64);
         loop {
             let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
