@@ -248,19 +248,9 @@ async fn check_with_the_management_api_reports_arguments_that_differ_and_missing
                                   "x-dead-letter-routing-key": dead_queue,
                                   "x-delivery-limit": 10}}))
             } else if name.starts_with(&format!("{retry_prefix}.")) {
-                let tier = &name[retry_prefix.len() + 1..];
-                let (back_to, tier) = match tier.strip_prefix("urgent.") {
-                    Some(tier) => (urgent.clone(), tier),
-                    None => (jobs_queue.clone(), tier),
-                };
-                let ttl: u64 = tier.trim_end_matches("ms").parse().unwrap();
                 ResponseTemplate::new(200).set_body_json(json!({
                     "durable": true, "auto_delete": false, "exclusive": false,
-                    "arguments": {"x-queue-type": "quorum", "x-message-ttl": ttl,
-                                  "x-dead-letter-exchange": "",
-                                  "x-dead-letter-routing-key": back_to,
-                                  "x-dead-letter-strategy": "at-least-once",
-                                  "x-overflow": "reject-publish"}}))
+                    "arguments": {"x-queue-type": "quorum"}}))
             } else if path.starts_with("/api/bindings/%2F/e/") {
                 ResponseTemplate::new(200).set_body_json(json!([]))
             } else {

@@ -37,6 +37,8 @@ pub mod headers {
     pub const REPLAYED_AT: &str = "x-pushwoosh-replayed-at";
     /// Set by `replay`: how many times the job has been put back from the dead-letter queue.
     pub const REPLAY_COUNT: &str = "x-pushwoosh-replay-count";
+    /// On a parked retry: when it is due back in its queue, ms since the Unix epoch.
+    pub const DUE_AT: &str = "x-pushwoosh-due-at";
 }
 
 const PERSISTENT: u8 = 2;
@@ -186,7 +188,8 @@ impl Publisher {
             .await
     }
 
-    /// Parks a job in the retry tier queue; it comes back to the jobs queue after `delay`.
+    /// Parks a job in the retry tier queue; a worker gives it back to its queue after
+    /// `delay` (see `worker::returns`).
     pub async fn park_retry(
         &self,
         body: &[u8],
@@ -207,15 +210,69 @@ impl Publisher {
         put_int(&mut table, headers::RECEIVED_AT, received_at_ms);
         put_int(&mut table, headers::OWNER, owner as i64);
         put_str(&mut table, headers::LAST_ERROR, last_error);
-        // The queue's own TTL is the tier; the message's expiration is its jittered delay.
-        let properties = original
-            .clone()
+        let due_at = chrono::Utc::now().timestamp_millis()
+            + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+        put_int(&mut table, headers::DUE_AT, due_at);
+        let properties = without_expiration(original)
             .with_headers(table)
-            .with_delivery_mode(PERSISTENT)
-            .with_expiration(ShortString::from(delay.as_millis().to_string()));
+            .with_delivery_mode(PERSISTENT);
         let queue = self.topology.retry_queue(lane, tier);
         self.channel.publish("", &queue, body, properties).await
     }
+
+    /// Gives a parked retry back to `queue`, as it was parked (its due time dropped).
+    pub async fn return_retry(
+        &self,
+        queue: &str,
+        body: &[u8],
+        parked: &BasicProperties,
+    ) -> Result<(), PublishError> {
+        let mut properties = without_expiration(parked);
+        if let Some(table) = parked.headers() {
+            let kept: std::collections::BTreeMap<_, _> = table
+                .inner()
+                .iter()
+                .filter(|(key, _)| key.as_str() != headers::DUE_AT)
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            properties = properties.with_headers(FieldTable::from(kept));
+        }
+        self.channel.publish("", queue, body, properties).await
+    }
+
+    /// Parks a retry again in its retry queue as it is, due when it was.
+    pub async fn park_again(
+        &self,
+        queue: &str,
+        body: &[u8],
+        parked: &BasicProperties,
+    ) -> Result<(), PublishError> {
+        self.channel
+            .publish("", queue, body, without_expiration(parked))
+            .await
+    }
+}
+
+/// The properties without `expiration`. A version before the worker gave retries back
+/// itself parked them with one (their delay); back in a jobs queue it would dead-letter
+/// the job unread.
+pub fn without_expiration(p: &BasicProperties) -> BasicProperties {
+    let mut out = BasicProperties::default();
+    macro_rules! keep {
+        ($($get:ident => $set:ident),* ; $($get_copy:ident => $set_copy:ident),*) => {
+            $(if let Some(v) = p.$get() { out = out.$set(v.clone()); })*
+            $(if let Some(v) = p.$get_copy() { out = out.$set_copy(*v); })*
+        };
+    }
+    keep!(
+        content_type => with_content_type, content_encoding => with_content_encoding,
+        headers => with_headers, correlation_id => with_correlation_id,
+        reply_to => with_reply_to, message_id => with_message_id, kind => with_type,
+        user_id => with_user_id, app_id => with_app_id, cluster_id => with_cluster_id;
+        delivery_mode => with_delivery_mode, priority => with_priority,
+        timestamp => with_timestamp
+    );
+    out
 }
 
 fn put_str(table: &mut FieldTable, key: &str, value: &str) {

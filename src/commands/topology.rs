@@ -95,6 +95,7 @@ async fn declare(conn: &Connection, topology: &Topology) -> anyhow::Result<ExitC
         println!("{}: {what}", declaration.describe());
     }
     println!("{} object(s) declared", declarations.len());
+    earlier_retry_queues(conn, topology).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -140,11 +141,43 @@ async fn check(
     }
     let [ok, missing, differ, not_checked] = counts;
     println!("{ok} ok, {missing} missing, {differ} differ, {not_checked} not checked");
+    earlier_retry_queues(conn, topology).await?;
     Ok(if missing + differ == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Says which retry queues of an earlier version (a TTL and dead-lettering: see
+/// [`Topology::earlier_retry_queue`]) are still there, and what they hold. They give their
+/// parked jobs back by themselves, so nothing is moved: an operator deletes them once
+/// they are empty and no worker of that version parks there any more.
+async fn earlier_retry_queues(conn: &Connection, topology: &Topology) -> anyhow::Result<()> {
+    for name in topology.earlier_retry_queues() {
+        let channel = conn.create_channel().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        match channel
+            .queue_declare(name.as_str().into(), passive, FieldTable::default())
+            .await
+        {
+            Ok(queue) => {
+                println!(
+                    "note: queue {name} is an earlier version's retry queue, holding {} parked job(s) that come back by themselves; delete it once it is empty and no earlier worker runs (rabbitmqctl delete_queue {name})",
+                    queue.message_count()
+                );
+                let _ = channel.close(200, "checked".into()).await;
+            }
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!("checking queue {name}")));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A binding of a queue or exchange found missing.

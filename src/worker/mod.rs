@@ -16,6 +16,7 @@ mod park;
 mod probe;
 pub mod process;
 mod received;
+mod returns;
 mod session;
 mod settle;
 mod verdict;

@@ -15,6 +15,7 @@ use super::breaker::BreakerState;
 use super::consumer::{BROKER_WAIT, ConsumerSetup, SessionEnd};
 use super::lane::{LaneChannel, consume, spawn_process, stop_consuming};
 use super::probe::{HoldEnd, hold_and_probe};
+use super::returns::Returns;
 use crate::broker::Publisher;
 use crate::broker::publisher::HealingChannel;
 use crate::settings::OnUnavailable;
@@ -59,6 +60,12 @@ pub(super) async fn session(
     for lane in &setup.lanes {
         lanes.push(LaneChannel::open(setup, conn, lane, &publisher, &hand_back).await?);
     }
+    // Parked retries come back through the worker (see returns), whatever the lanes do.
+    let returns = Returns::start(
+        conn.clone(),
+        setup.topology.retry_returns(),
+        publisher.clone(),
+    );
     let tasks = TaskTracker::new();
     let mut breaker = setup.breaker.subscribe();
 
@@ -175,6 +182,7 @@ pub(super) async fn session(
         }
     };
 
+    returns.stop().await;
     if let Some(error) = lost {
         // Deliveries of a broken channel cannot be settled: the broker requeues them.
         // Let the tasks notice, then start over.

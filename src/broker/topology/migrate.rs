@@ -1,5 +1,5 @@
-//! Moving a deployment's classic retry queues (made by a version before quorum retry
-//! queues) over to quorum ones. RabbitMQ cannot change a queue's type, so the classic
+//! Moving a deployment's classic retry queues (declared with `amqp.queue_type =
+//! "classic"`) over to quorum ones. RabbitMQ cannot change a queue's type, so the classic
 //! queue's parked jobs go back to the queue they were parked for (their retry comes
 //! early, once), it is deleted, and it is declared again as a quorum queue. Every step is
 //! confirmed, so no parked job is lost; an empty classic queue is simply replaced.
@@ -8,20 +8,22 @@ use anyhow::Context;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use tracing::{info, warn};
 
-use super::Declaration;
+use super::{Declaration, RetryReturn};
 
 /// Declares a retry queue as the configuration has it (quorum) on a channel of its own;
-/// one an earlier version declared classic is moved over first.
+/// a classic one is moved over first.
 pub(super) async fn declare_retry_queue(
     conn: &Connection,
     declaration: &Declaration,
-    name: &str,
-    arguments: &FieldTable,
+    retry: &RetryReturn,
 ) -> anyhow::Result<()> {
+    let RetryReturn {
+        queue: name,
+        back_to,
+    } = retry;
     let channel = conn.create_channel().await.context("opening a channel")?;
     let first = declaration.declare(&channel).await;
     let Err(error) = first else {
@@ -34,20 +36,15 @@ pub(super) async fn declare_retry_queue(
     if !format!("{error:#}").contains("inequivalent arg") {
         return Err(error);
     }
-    let Some(AMQPValue::LongString(back_to)) = arguments.inner().get("x-dead-letter-routing-key")
-    else {
-        return Err(error);
-    };
-    let back_to = back_to.to_string();
     warn!(
-        queue = name,
-        "a retry queue declared otherwise by an earlier version (classic): moving its parked jobs back to {back_to} and declaring it again"
+        queue = name.as_str(),
+        "a retry queue declared otherwise (classic): moving its parked jobs back to {back_to} and declaring it again"
     );
     let channel = conn.create_channel().await.context("opening a channel")?;
-    let moved = drain(&channel, name, &back_to).await?;
+    let moved = drain(&channel, name, back_to).await?;
     channel
         .queue_delete(
-            name.into(),
+            name.as_str().into(),
             QueueDeleteOptions {
                 if_empty: true,
                 ..QueueDeleteOptions::default()
@@ -58,7 +55,7 @@ pub(super) async fn declare_retry_queue(
     declaration.declare(&channel).await?;
     let _ = channel.close(200, "declared".into()).await;
     info!(
-        queue = name,
+        queue = name.as_str(),
         moved,
         "the retry queue is declared as configured now; its parked jobs are retried early, once"
     );
@@ -86,7 +83,7 @@ async fn drain(channel: &Channel, queue: &str, back_to: &str) -> anyhow::Result<
                     ..BasicPublishOptions::default()
                 },
                 &delivery.data,
-                delivery.properties.clone(),
+                crate::broker::publisher::without_expiration(&delivery.properties),
             )
             .await?
             .await?;

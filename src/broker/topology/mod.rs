@@ -95,21 +95,44 @@ impl Topology {
             .map_or(self.jobs_queue.as_str(), |l| l.queue.as_str())
     }
 
-    /// `pushwoosh.retry.4000ms` (`pushwoosh.retry.urgent.4000ms` for the urgent lane):
-    /// the queue holding retries delayed by up to that tier, which gives them back to
-    /// their lane's queue.
+    /// `pushwoosh.retry.4000ms.held` (`pushwoosh.retry.urgent.4000ms.held` for the urgent
+    /// lane): the queue holding retries delayed by up to that tier until a worker gives
+    /// them back to their lane's queue.
     pub fn retry_queue(&self, lane: Option<&str>, tier: Duration) -> String {
+        format!("{}.held", self.earlier_retry_queue(lane, tier))
+    }
+
+    /// The name the same tier's queue had when retries expired back by themselves (a TTL
+    /// and dead-lettering): `pushwoosh.retry.4000ms`. Such a queue, left by an earlier
+    /// version, still gives its parked jobs back on its own; nothing parks there now.
+    pub fn earlier_retry_queue(&self, lane: Option<&str>, tier: Duration) -> String {
         match lane {
             None => format!("{}.{}ms", self.retry_queue_prefix, tier.as_millis()),
             Some(lane) => format!("{}.{lane}.{}ms", self.retry_queue_prefix, tier.as_millis()),
         }
     }
 
-    /// Every retry queue, of every lane.
-    pub fn retry_queues(&self) -> Vec<String> {
+    /// Every tier's queue of an earlier version (see [`Topology::earlier_retry_queue`]).
+    pub fn earlier_retry_queues(&self) -> Vec<String> {
         self.lane_names()
             .flat_map(|lane| self.retry_tiers.iter().map(move |t| (lane, *t)))
-            .map(|(lane, tier)| self.retry_queue(lane, tier))
+            .map(|(lane, tier)| self.earlier_retry_queue(lane, tier))
+            .collect()
+    }
+
+    /// Every retry queue, of every lane.
+    pub fn retry_queues(&self) -> Vec<String> {
+        self.retry_returns().into_iter().map(|r| r.queue).collect()
+    }
+
+    /// Every retry queue with the queue its retries go back to.
+    pub fn retry_returns(&self) -> Vec<RetryReturn> {
+        self.lane_names()
+            .flat_map(|lane| self.retry_tiers.iter().map(move |t| (lane, *t)))
+            .map(|(lane, tier)| RetryReturn {
+                queue: self.retry_queue(lane, tier),
+                back_to: self.lane_queue(lane).to_owned(),
+            })
             .collect()
     }
 
@@ -243,58 +266,44 @@ impl Topology {
             });
         }
 
-        // One delay queue per backoff tier and lane: a parked retry expires back into
-        // its lane's queue (through the default exchange, so only that queue gets it).
-        // Of the configured queue type: a quorum retry queue survives the loss of a node
-        // (message TTL on quorum queues: RabbitMQ 3.10 and later), and dead-letters at
-        // least once, so a parked job that expires is never dropped on its way back.
-        for lane in self.lane_names() {
-            for tier in &self.retry_tiers {
-                let mut args = self.queue_type_args();
-                if self.queue_type == QueueType::Quorum {
-                    args.insert(
-                        "x-dead-letter-strategy".into(),
-                        long_string("at-least-once"),
-                    );
-                    // At-least-once dead-lettering needs it: a full queue refuses new
-                    // retries (the worker then hands the job back) rather than drop old ones.
-                    args.insert("x-overflow".into(), long_string("reject-publish"));
-                }
-                args.insert(
-                    "x-message-ttl".into(),
-                    AMQPValue::LongLongInt(i64::try_from(tier.as_millis()).unwrap_or(i64::MAX)),
-                );
-                args.insert("x-dead-letter-exchange".into(), long_string(""));
-                args.insert(
-                    "x-dead-letter-routing-key".into(),
-                    long_string(self.lane_queue(lane)),
-                );
-                out.push(Declaration::Queue {
-                    name: self.retry_queue(lane, *tier),
-                    arguments: args,
-                });
-            }
+        // One queue per backoff tier and lane, holding parked retries until a worker
+        // gives each back to its lane's queue when it is due (see worker::returns). Of the
+        // configured queue type: a quorum retry queue survives the loss of a node. No TTL
+        // and no dead-lettering: RabbitMQ 3.10's at-least-once dead-letter worker could
+        // hold expired retries for minutes after losing the node that led both a retry
+        // queue and its target (docs/operations.md); the worker's own publish is confirmed
+        // and follows the worker's connection wherever it goes. New names, since a quorum
+        // queue's arguments cannot change: the earlier TTL queues drain by themselves.
+        for retry in self.retry_returns() {
+            out.push(Declaration::Queue {
+                name: retry.queue,
+                arguments: self.queue_type_args(),
+            });
         }
         out
     }
 
     /// Declares everything, in order; safe to call again and from every replica. A
-    /// classic retry queue of an earlier version is moved over to a quorum one
+    /// classic retry queue is moved over to a quorum one when quorum is configured
     /// (`migrate`).
     pub async fn declare(&self, conn: &Connection) -> anyhow::Result<()> {
         let channel = conn.create_channel().await.context("opening a channel")?;
-        let retry_queues = self.retry_queues();
+        let returns = self.retry_returns();
         for declaration in self.declarations() {
-            match &declaration {
+            let retry = match &declaration {
+                Declaration::Queue { name, .. } => returns.iter().find(|r| r.queue == *name),
+                _ => None,
+            };
+            match (&declaration, retry) {
                 // Removing what is not there is no error, but a queue that is not there
                 // (a lane never turned on) closes the channel: one of its own.
-                Declaration::Unbinding { .. } => declaration.undo_on_own_channel(conn).await?,
+                (Declaration::Unbinding { .. }, _) => {
+                    declaration.undo_on_own_channel(conn).await?;
+                }
                 // A classic retry queue refuses the quorum declaration and closes the
                 // channel: one of its own.
-                Declaration::Queue { name, arguments }
-                    if self.queue_type == QueueType::Quorum && retry_queues.contains(name) =>
-                {
-                    migrate::declare_retry_queue(conn, &declaration, name, arguments).await?;
+                (_, Some(retry)) if self.queue_type == QueueType::Quorum => {
+                    migrate::declare_retry_queue(conn, &declaration, retry).await?;
                 }
                 _ => declaration.declare(&channel).await?,
             }
@@ -302,6 +311,13 @@ impl Topology {
         let _ = channel.close(200, "declared".into()).await;
         Ok(())
     }
+}
+
+/// A retry queue and the queue (a lane's, or the jobs queue) its retries go back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryReturn {
+    pub queue: String,
+    pub back_to: String,
 }
 
 /// The lanes configured on (`on`) or off, with their queue and pattern.

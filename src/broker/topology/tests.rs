@@ -40,25 +40,27 @@ fn each_lane_has_retry_queues_that_give_its_jobs_back_to_its_own_queue() {
     let urgent_retry = topology.retry_queue(Some("urgent"), tier);
     assert_eq!(
         urgent_retry,
-        format!("pushwoosh.retry.urgent.{}ms", tier.as_millis())
+        format!("pushwoosh.retry.urgent.{}ms.held", tier.as_millis())
     );
     let back_to = |name: &str| {
         topology
-            .declarations()
+            .retry_returns()
             .into_iter()
-            .find_map(|d| match d {
-                Declaration::Queue { name: n, arguments } if n == name => {
-                    arguments.inner().get("x-dead-letter-routing-key").cloned()
-                }
-                _ => None,
-            })
+            .find(|r| r.queue == name)
+            .map(|r| r.back_to)
             .unwrap()
     };
-    assert_eq!(back_to(&urgent_retry), long_string("pushwoosh.jobs.urgent"));
-    assert_eq!(
-        back_to(&topology.retry_queue(None, tier)),
-        long_string("pushwoosh.jobs")
-    );
+    assert_eq!(back_to(&urgent_retry), "pushwoosh.jobs.urgent");
+    assert_eq!(back_to(&topology.retry_queue(None, tier)), "pushwoosh.jobs");
+    // Held until due by the worker: no TTL, no dead-lettering of their own.
+    for declaration in topology.declarations() {
+        if let Declaration::Queue { name, arguments } = declaration
+            && topology.retry_queues().contains(&name)
+        {
+            let keys: Vec<&str> = arguments.inner().keys().map(|k| k.as_str()).collect();
+            assert_eq!(keys, ["x-queue-type"], "{name}");
+        }
+    }
     assert_eq!(
         topology.retry_queues().len(),
         2 * topology.retry_tiers.len()
