@@ -1,5 +1,6 @@
 //! Faults injected for real: a worker killed with SIGKILL, a poison job, a stop with a
-//! retry parked. Each counts that no job is lost. (Malformed jobs: tests/fuzz.rs.)
+//! retry parked, a worker killed while it holds parked retries. Each counts that no job
+//! is lost. (Malformed jobs: tests/fuzz.rs.)
 
 mod common;
 
@@ -136,19 +137,21 @@ async fn a_stop_with_a_long_backoff_pending_is_quick_and_the_retry_survives() {
     // A connection of the test's own, to look at the queues after the worker is gone.
     let (_conn, channel, _) = common::observe(&app.settings).await;
     app.publish_job(&push_job("parked")).await;
-    let mut parked = 0;
+    // Parked in a retry queue of the broker, then taken from it by the worker, which
+    // holds it (unacknowledged) until it is due.
+    let mut held = 0.0;
     for _ in 0..200 {
-        parked = common::parked_retries(&channel, &app.settings).await;
-        if parked == 1 {
+        held = common::metric(&app.metrics().await, "pushwoosh_worker_retries_held");
+        if held == 1.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(parked, 1, "the retry waits in a retry queue of the broker");
+    assert_eq!(held, 1.0, "the worker holds the parked retry");
     assert_eq!(app.total_calls().await, 1);
     let (settings, mock) = app.stop_keeping_queues().await;
-    // The backoff does not hold the stop: when the stop returns, the retry is still
-    // parked (its 5 s are not over) and the stopped worker made no other call.
+    // The backoff does not hold the stop: when the stop returns, the retry is back in
+    // its retry queue (its 5 s are not over) and the stopped worker made no other call.
     assert_eq!(
         common::parked_retries(&channel, &settings).await,
         1,
@@ -162,9 +165,84 @@ async fn a_stop_with_a_long_backoff_pending_is_quick_and_the_retry_survives() {
 
     // The retry waits in the broker, not in the stopped worker; a new worker finishes it.
     let mut second = TestApp::start(mock, settings).await;
+    // Watched on the test's own queue (the new worker's results go to both).
     let r = second.next_result(Duration::from_secs(15)).await.body;
     assert_eq!(r["job_id"], "parked");
     assert_eq!(r["outcome"], "ok");
     assert_eq!(r["attempts"], 2);
+    second.stop().await;
+}
+
+/// Ten SMS whose first call is answered 500 with a `Retry-After` of 5 s: each is parked,
+/// and the worker holds the ten retries until they are due. Killed then (SIGKILL), it
+/// acks none of them: the broker keeps them, and the next worker gives each back when it
+/// is due and sends it, once.
+#[tokio::test]
+async fn kill_9_while_holding_parked_retries_loses_none_and_sends_each_once() {
+    const JOBS: usize = 10;
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).insert_header("Retry-After", "5"))
+        .up_to_n_times(JOBS as u64)
+        .with_priority(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["SMS-CODE"]})))
+        .with_priority(2)
+        .mount(&mock)
+        .await;
+    let mut settings = test_settings(&mock.uri()).await;
+    settings.retry.max_delay_ms = 8_000;
+    // A port of its own, to read the killed worker's metrics.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    settings.http.listen = format!("127.0.0.1:{port}");
+    let addr: std::net::SocketAddr = settings.http.listen.parse().unwrap();
+    common::declare_topology(&settings).await;
+    let (_conn, channel, mut results) = common::observe(&settings).await;
+    for i in 0..JOBS {
+        let job = json!({"id": format!("held-{i}"), "kind": "sms", "application": "A-B",
+                         "notifications": [{"send_date": "now", "content": "code",
+                                            "devices": ["+1234567890"]}]});
+        common::publish_job(&channel, &settings, &job).await;
+    }
+    let mut child = common::worker_command(&settings)
+        .env("PUSHWOOSH_WORKER__HTTP__LISTEN", &settings.http.listen)
+        // Every first call failing is not Pushwoosh down here: the breaker stays out of it.
+        .env("PUSHWOOSH_WORKER__BREAKER__ENABLED", "false")
+        .spawn()
+        .unwrap();
+    let mut held = 0.0;
+    for _ in 0..400 {
+        let (status, text) = common::http_get(addr, "/metrics").await;
+        if status == 200 {
+            held = common::metric(&text, "pushwoosh_worker_retries_held");
+            if held == JOBS as f64 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(held, JOBS as f64, "the worker holds every parked retry");
+    child.kill().await.unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    assert_eq!(mock.received_requests().await.unwrap().len(), JOBS);
+
+    let mut second = TestApp::start(mock, settings).await;
+    // Watched on the test's own queue (the new worker's results go to both).
+    let results = common::one_ok_result_each(&mut results, JOBS, Duration::from_secs(30)).await;
+    for (id, r) in &results {
+        assert_eq!(r["attempts"], 2, "{id}: {r}");
+        assert_eq!(r["message_codes"], json!(["SMS-CODE"]), "{id}: {r}");
+    }
+    assert_eq!(
+        second.mock.received_requests().await.unwrap().len(),
+        2 * JOBS,
+        "each job's failed call and one that went out"
+    );
     second.stop().await;
 }

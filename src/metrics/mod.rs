@@ -116,6 +116,8 @@ pub struct Metrics {
     pub retries: Family<RetryLabels, Counter>,
     pub dead_letters: Family<ReasonLabels, Counter>,
     pub jobs_in_flight: Gauge,
+    /// Parked retries this worker holds from the retry queues until they are due.
+    pub retries_held: Gauge,
     pub runtime_worker_threads: Gauge,
     pub broker_connected: Gauge,
     pub consuming: Gauge,
@@ -182,6 +184,12 @@ impl Metrics {
             "jobs_in_flight",
             "Jobs taken off the queue and not yet settled",
             jobs_in_flight.clone(),
+        );
+        let retries_held = Gauge::default();
+        registry.register(
+            "retries_held",
+            "Parked retries taken from the retry queues and held until they are due",
+            retries_held.clone(),
         );
         let runtime_worker_threads = Gauge::default();
         registry.register(
@@ -333,6 +341,7 @@ impl Metrics {
             retries,
             dead_letters,
             jobs_in_flight,
+            retries_held,
             runtime_worker_threads,
             broker_connected,
             consuming,

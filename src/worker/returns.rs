@@ -19,6 +19,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,9 +52,10 @@ impl Returns {
         conn: Arc<Connection>,
         returns: Vec<RetryReturn>,
         publisher: Publisher,
+        held: Gauge,
     ) -> Self {
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(conn, returns, publisher, stop.clone()));
+        let task = tokio::spawn(run(conn, returns, publisher, held, stop.clone()));
         Self { stop, task }
     }
 
@@ -73,10 +75,11 @@ async fn run(
     conn: Arc<Connection>,
     returns: Vec<RetryReturn>,
     publisher: Publisher,
+    held: Gauge,
     stop: CancellationToken,
 ) {
     loop {
-        let error = match serve(&conn, &returns, &publisher, &stop).await {
+        let error = match serve(&conn, &returns, &publisher, &held, &stop).await {
             Ok(()) => return,
             Err(e) => e,
         };
@@ -99,6 +102,7 @@ async fn serve(
     conn: &Connection,
     returns: &[RetryReturn],
     publisher: &Publisher,
+    held: &Gauge,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
     let channel = conn.create_channel().await.context("opening a channel")?;
@@ -134,7 +138,8 @@ async fn serve(
             next = deliveries.next() => match next {
                 Some((index, Ok(delivery))) => {
                     let back_to = returns[index].clone();
-                    tasks.spawn(give_back(delivery, back_to, publisher.clone(), abandon.clone()));
+                    let holding = Holding::new(held);
+                    tasks.spawn(give_back(delivery, back_to, publisher.clone(), abandon.clone(), holding));
                 }
                 Some((index, Err(e))) => {
                     break Err(anyhow::Error::new(e).context(format!("consuming {}", returns[index].queue)));
@@ -157,6 +162,7 @@ async fn give_back(
     retry: RetryReturn,
     publisher: Publisher,
     abandon: CancellationToken,
+    _holding: Holding,
 ) {
     let wait = wait_for(&delivery.properties, chrono::Utc::now().timestamp_millis());
     // Due later than a delivery may be held: parked again as it is.
@@ -194,6 +200,22 @@ async fn give_back(
     }
     if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
         warn!(error = %e, queue = %retry.queue, "a retry given back could not be acked: the broker gives it back again, and the ledger knows its job");
+    }
+}
+
+/// One parked retry counted in `retries_held` for as long as it is held.
+struct Holding(Gauge);
+
+impl Holding {
+    fn new(held: &Gauge) -> Self {
+        held.inc();
+        Self(held.clone())
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

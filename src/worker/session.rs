@@ -65,6 +65,7 @@ pub(super) async fn session(
         conn.clone(),
         setup.topology.retry_returns(),
         publisher.clone(),
+        setup.metrics.retries_held.clone(),
     );
     let tasks = TaskTracker::new();
     let mut breaker = setup.breaker.subscribe();
