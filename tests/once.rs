@@ -408,3 +408,69 @@ async fn a_push_published_again_after_pushwoosh_forgot_its_transaction_id_is_not
     );
     app.stop().await;
 }
+
+/// The broker holding two copies of one parked retry (given back to the queue, and the
+/// ack of the retry queue's copy lost): both copies carry the same processing's owner
+/// and attempts. An SMS is called once; the copy that comes while the call is under way
+/// waits for its answer and repeats it, rather than calling it "delivery unknown".
+#[tokio::test]
+async fn two_copies_of_one_parked_sms_retry_make_one_call_and_two_ok_results() {
+    let mock = pushwoosh(Duration::from_millis(300)).await;
+    let settings = common::test_settings(&mock.uri()).await;
+    let mut app = TestApp::start(mock, settings).await;
+    let body = serde_json::to_vec(&sms_job("retried-twice")).unwrap();
+    let mut headers = lapin::types::FieldTable::default();
+    for (key, value) in [
+        (pushwoosh_worker::broker::publisher::headers::ATTEMPTS, 1),
+        (pushwoosh_worker::broker::publisher::headers::OWNER, 4242),
+    ] {
+        headers.insert(key.into(), lapin::types::AMQPValue::LongLongInt(value));
+    }
+    let parked = json_props().with_headers(headers);
+    app.publish_raw(&body, parked.clone()).await;
+    app.publish_raw(&body, parked).await;
+    let a = app.next_result(WAIT).await.body;
+    let b = app.next_result(WAIT).await.body;
+    app.assert_no_result(Duration::from_millis(300)).await;
+    for r in [&a, &b] {
+        assert_eq!(r["outcome"], "ok", "{r}");
+        assert_eq!(r["message_codes"], json!(["SMS-CODE"]), "{r}");
+    }
+    assert_eq!(
+        [&a, &b].iter().filter(|r| r["duplicate"] == true).count(),
+        1,
+        "{a} {b}"
+    );
+    assert_eq!(calls_with(&app.mock, "retried-twice").await, 1);
+    assert!(app.dead_letters().await.is_empty());
+    app.stop().await;
+}
+
+/// `retry.resend_unknown_sms`: an SMS whose call timed out (it may have gone out) is
+/// retried, as configured, though the ledger still holds its first call's claim.
+#[tokio::test]
+async fn with_resend_unknown_sms_a_timed_out_sms_is_sent_again() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["LATE"]})).set_delay(Duration::from_secs(5)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&mock)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ok_answer(json!({"Messages": ["SMS-CODE"]})))
+        .with_priority(2)
+        .mount(&mock)
+        .await;
+    let mut settings = common::test_settings(&mock.uri()).await;
+    settings.pushwoosh.timeout_ms = 300;
+    settings.retry.resend_unknown_sms = true;
+    let mut app = TestApp::start(mock, settings).await;
+    app.publish_job(&sms_job("resend-me")).await;
+    let r = app.next_result(WAIT).await.body;
+    assert_eq!(r["outcome"], "ok", "{r}");
+    assert_eq!(r["message_codes"], json!(["SMS-CODE"]), "{r}");
+    assert_eq!(r["attempts"], 2, "{r}");
+    assert_eq!(calls_with(&app.mock, "resend-me").await, 2);
+    app.stop().await;
+}

@@ -64,18 +64,21 @@ pub(super) async fn gate(ctx: &WorkerContext, job: &Job, owner: u64) -> Gate {
             Ok(mut outcomes) => outcomes.pop(),
             Err(e) => return unavailable(ledger, job.kind, &e),
         };
-        match decide(ledger, call_timeout, job.kind, outcome) {
+        let may_resend = ctx.may_resend_unknown(job.kind);
+        match decide(ledger, call_timeout, job.kind, may_resend, outcome) {
             Gate::Elsewhere => tokio::time::sleep(POLL).await,
             gate => return gate,
         }
     }
 }
 
-/// The gate a claim's outcome opens.
+/// The gate a claim's outcome opens. `may_resend`: a call of this kind that may have
+/// reached Pushwoosh may be made again (a transactionId, or `retry.resend_unknown_*`).
 pub(super) fn decide(
     ledger: &Ledger,
     call_timeout: Duration,
     kind: JobKind,
+    may_resend: bool,
     outcome: Option<ClaimOutcome>,
 ) -> Gate {
     let metrics = ledger.metrics();
@@ -90,11 +93,18 @@ pub(super) fn decide(
             let age = Duration::from_millis(
                 u64::try_from(Utc::now().timestamp_millis() - since_ms).unwrap_or(0),
             );
-            if !by_self && age < call_timeout + CALL_GRACE {
+            // Another processing's call may be under way; so may this same processing's,
+            // when the broker holds two copies of one parked retry (given back, and the
+            // ack lost): its answer is waited for, unless calling again is harmless.
+            if (!by_self || !may_resend) && age < call_timeout + CALL_GRACE {
                 return Gate::Elsewhere;
             }
             if kind.has_transaction_id() && age < TRANSACTION_MEMORY {
                 // Pushwoosh drops a repeat of the same transactionId.
+                return Gate::Go;
+            }
+            if may_resend && !kind.has_transaction_id() {
+                // `retry.resend_unknown_*`: sent again, as configured.
                 return Gate::Go;
             }
             metrics.unknown_delivery(kind);

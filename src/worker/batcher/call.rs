@@ -133,6 +133,7 @@ impl Call {
                         ledger,
                         self.shared.call_timeout,
                         JobKind::Push,
+                        true,
                         Some(outcome),
                     )
                 })
