@@ -248,9 +248,15 @@ async fn check_with_the_management_api_reports_arguments_that_differ_and_missing
                                   "x-dead-letter-routing-key": dead_queue,
                                   "x-delivery-limit": 10}}))
             } else if name.starts_with(&format!("{retry_prefix}.")) {
+                let back_to = if name.starts_with(&format!("{retry_prefix}.urgent.")) {
+                    urgent.clone()
+                } else {
+                    jobs_queue.clone()
+                };
                 ResponseTemplate::new(200).set_body_json(json!({
                     "durable": true, "auto_delete": false, "exclusive": false,
-                    "arguments": {"x-queue-type": "quorum"}}))
+                    "arguments": {"x-queue-type": "quorum", "x-dead-letter-exchange": "",
+                                  "x-dead-letter-routing-key": back_to}}))
             } else if path.starts_with("/api/bindings/%2F/e/") {
                 ResponseTemplate::new(200).set_body_json(json!([]))
             } else {

@@ -274,10 +274,20 @@ impl Topology {
         // queue and its target (docs/operations.md); the worker's own publish is confirmed
         // and follows the worker's connection wherever it goes. New names, since a quorum
         // queue's arguments cannot change: the earlier TTL queues drain by themselves.
+        // Dead-lettering into the lane's queue only for what the broker itself gives up
+        // on: nothing on 3.10, but RabbitMQ 4 gives quorum queues a delivery limit of 20
+        // by default, and a retry given back to its retry queue that often (its holders
+        // lost) then goes back to its lane early instead of being dropped.
         for retry in self.retry_returns() {
+            let mut args = self.queue_type_args();
+            args.insert("x-dead-letter-exchange".into(), long_string(""));
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                long_string(&retry.back_to),
+            );
             out.push(Declaration::Queue {
                 name: retry.queue,
-                arguments: self.queue_type_args(),
+                arguments: args,
             });
         }
         out

@@ -52,13 +52,29 @@ fn each_lane_has_retry_queues_that_give_its_jobs_back_to_its_own_queue() {
     };
     assert_eq!(back_to(&urgent_retry), "pushwoosh.jobs.urgent");
     assert_eq!(back_to(&topology.retry_queue(None, tier)), "pushwoosh.jobs");
-    // Held until due by the worker: no TTL, no dead-lettering of their own.
+    // Held until due by the worker, no TTL; dead-lettered only by the broker's own
+    // give-up (a delivery limit), into the lane's queue.
     for declaration in topology.declarations() {
         if let Declaration::Queue { name, arguments } = declaration
-            && topology.retry_queues().contains(&name)
+            && let Some(retry) = topology
+                .retry_returns()
+                .into_iter()
+                .find(|r| r.queue == name)
         {
             let keys: Vec<&str> = arguments.inner().keys().map(|k| k.as_str()).collect();
-            assert_eq!(keys, ["x-queue-type"], "{name}");
+            assert_eq!(
+                keys,
+                [
+                    "x-dead-letter-exchange",
+                    "x-dead-letter-routing-key",
+                    "x-queue-type"
+                ],
+                "{name}"
+            );
+            assert_eq!(
+                arguments.inner().get("x-dead-letter-routing-key"),
+                Some(&long_string(&retry.back_to))
+            );
         }
     }
     assert_eq!(
