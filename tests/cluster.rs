@@ -103,22 +103,22 @@ impl Lost {
     }
 }
 
-/// The node leading a quorum queue and the nodes holding it, as node 3 sees them.
-fn placement(queue: &str) -> (String, Vec<String>) {
-    let out = Command::new("rabbitmqctl")
-        .args([
-            "-n",
-            "pw-c3@localhost",
-            "-q",
-            "list_queues",
-            "name",
-            "leader",
-            "members",
-        ])
+/// Every queue as node 3 lists it, with these columns. Asked without blocking: the
+/// worker and the mock run on the test's own thread.
+async fn queues_on_node_3(columns: &[&str]) -> Vec<Value> {
+    let out = tokio::process::Command::new("rabbitmqctl")
+        .args(["-n", "pw-c3@localhost", "-q", "list_queues"])
+        .args(columns)
         .args(["--formatter", "json"])
         .output()
+        .await
         .expect("rabbitmqctl runs");
-    let queues: Vec<Value> = serde_json::from_slice(&out.stdout).expect("rabbitmqctl's JSON");
+    serde_json::from_slice(&out.stdout).expect("rabbitmqctl's JSON")
+}
+
+/// The node leading a quorum queue and the nodes holding it.
+async fn placement(queue: &str) -> (String, Vec<String>) {
+    let queues = queues_on_node_3(&["name", "leader", "members"]).await;
     let q = queues.iter().find(|q| q["name"] == queue);
     let leader = q.and_then(|q| q["leader"].as_str()).unwrap_or_default();
     let mut members: Vec<String> = q
@@ -132,24 +132,10 @@ fn placement(queue: &str) -> (String, Vec<String>) {
 }
 
 /// The messages these queues hold, ready or held by a consumer (parked retries are held
-/// by the worker until due), as node 3 sees them. Asked without blocking: the worker and
-/// the mock run on the test's own thread.
+/// by the worker until due).
 async fn held(queues: &[String]) -> u32 {
-    let out = tokio::process::Command::new("rabbitmqctl")
-        .args([
-            "-n",
-            "pw-c3@localhost",
-            "-q",
-            "list_queues",
-            "name",
-            "messages",
-        ])
-        .args(["--formatter", "json"])
-        .output()
+    queues_on_node_3(&["name", "messages"])
         .await
-        .expect("rabbitmqctl runs");
-    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).expect("rabbitmqctl's JSON");
-    listed
         .iter()
         .filter(|q| queues.iter().any(|name| q["name"] == name.as_str()))
         .filter_map(|q| q["messages"].as_u64())
@@ -233,7 +219,7 @@ async fn through_a_node_kill(lost: Lost) -> Outcome {
         (settings.amqp.jobs_queue.clone(), jobs_leader),
         (common::retry_queues(&settings)[0].clone(), retry_leader),
     ] {
-        let (leading, holding) = placement(&queue);
+        let (leading, holding) = placement(&queue).await;
         assert_eq!(leading, format!("pw-c{leader}@localhost"), "{queue}");
         assert_eq!(holding, members, "{queue}");
     }

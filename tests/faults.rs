@@ -180,18 +180,12 @@ async fn a_stop_with_a_long_backoff_pending_is_quick_and_the_retry_survives() {
 #[tokio::test]
 async fn kill_9_while_holding_parked_retries_loses_none_and_sends_each_once() {
     const JOBS: usize = 10;
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500).insert_header("Retry-After", "5"))
-        .up_to_n_times(JOBS as u64)
-        .with_priority(1)
-        .mount(&mock)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ok_answer(json!({"Messages": ["SMS-CODE"]})))
-        .with_priority(2)
-        .mount(&mock)
-        .await;
+    let mock = common::first_calls_then_ok(
+        ResponseTemplate::new(500).insert_header("Retry-After", "5"),
+        JOBS as u64,
+        "SMS-CODE",
+    )
+    .await;
     let mut settings = test_settings(&mock.uri()).await;
     settings.retry.max_delay_ms = 8_000;
     // A port of its own, to read the killed worker's metrics.

@@ -450,18 +450,12 @@ async fn two_copies_of_one_parked_sms_retry_make_one_call_and_two_ok_results() {
 /// retried, as configured, though the ledger still holds its first call's claim.
 #[tokio::test]
 async fn with_resend_unknown_sms_a_timed_out_sms_is_sent_again() {
-    let mock = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ok_answer(json!({"Messages": ["LATE"]})).set_delay(Duration::from_secs(5)))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&mock)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ok_answer(json!({"Messages": ["SMS-CODE"]})))
-        .with_priority(2)
-        .mount(&mock)
-        .await;
+    let mock = common::first_calls_then_ok(
+        ok_answer(json!({"Messages": ["LATE"]})).set_delay(Duration::from_secs(5)),
+        1,
+        "SMS-CODE",
+    )
+    .await;
     let mut settings = common::test_settings(&mock.uri()).await;
     settings.pushwoosh.timeout_ms = 300;
     settings.retry.resend_unknown_sms = true;

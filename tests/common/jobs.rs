@@ -67,6 +67,28 @@ pub async fn answering_ok() -> MockServer {
     mock
 }
 
+/// A mock Pushwoosh whose first `times` calls get `first`, and every call after them
+/// success with one `code`.
+pub async fn first_calls_then_ok(
+    first: wiremock::ResponseTemplate,
+    times: u64,
+    code: &str,
+) -> MockServer {
+    let mock = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(first)
+        .up_to_n_times(times)
+        .with_priority(1)
+        .mount(&mock)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ok_answer(serde_json::json!({ "Messages": [code] })))
+        .with_priority(2)
+        .mount(&mock)
+        .await;
+    mock
+}
+
 /// The transactionIds of a call's notifications (several when jobs were batched).
 pub fn transaction_ids(body: &[u8]) -> Vec<Value> {
     serde_json::from_slice::<Value>(body).unwrap()["request"]["notifications"]
