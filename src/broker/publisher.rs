@@ -220,15 +220,17 @@ impl Publisher {
         self.channel.publish("", &queue, body, properties).await
     }
 
-    /// Gives a parked retry back to `queue`, as it was parked (its due time dropped).
-    pub async fn return_retry(
+    /// Publishes a parked retry again, as it was parked: to its lane's queue when it is
+    /// due (`due` dropped), or to its retry queue again (`due` kept).
+    pub async fn republish_parked(
         &self,
         queue: &str,
         body: &[u8],
         parked: &BasicProperties,
+        due: Due,
     ) -> Result<(), PublishError> {
         let mut properties = without_expiration(parked);
-        if let Some(table) = parked.headers() {
+        if let (Due::Drop, Some(table)) = (due, parked.headers()) {
             let kept: std::collections::BTreeMap<_, _> = table
                 .inner()
                 .iter()
@@ -239,18 +241,15 @@ impl Publisher {
         }
         self.channel.publish("", queue, body, properties).await
     }
+}
 
-    /// Parks a retry again in its retry queue as it is, due when it was.
-    pub async fn park_again(
-        &self,
-        queue: &str,
-        body: &[u8],
-        parked: &BasicProperties,
-    ) -> Result<(), PublishError> {
-        self.channel
-            .publish("", queue, body, without_expiration(parked))
-            .await
-    }
+/// What a parked retry published again keeps of its due time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Back in its lane's queue: it is due.
+    Drop,
+    /// Parked again: due when it was.
+    Keep,
 }
 
 /// The properties without `expiration`. A version before the worker gave retries back

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use super::consumer::{BROKER_WAIT, connection_name};
 use crate::broker::Publisher;
-use crate::broker::publisher::{header_int, headers};
+use crate::broker::publisher::{Due, header_int, headers};
 use crate::broker::topology::RetryReturn;
 
 /// Parked retries a worker holds at once from each retry queue. A retry queue is in the
@@ -166,10 +166,10 @@ async fn give_back(
 ) {
     let wait = wait_for(&delivery.properties, chrono::Utc::now().timestamp_millis());
     // Due later than a delivery may be held: parked again as it is.
-    let (wait, to) = if wait > MAX_HOLD {
-        (MAX_HOLD, retry.queue.as_str())
+    let (wait, to, due) = if wait > MAX_HOLD {
+        (MAX_HOLD, retry.queue.as_str(), Due::Keep)
     } else {
-        (wait, retry.back_to.as_str())
+        (wait, retry.back_to.as_str(), Due::Drop)
     };
     tokio::select! {
         () = abandon.cancelled() => return,
@@ -178,15 +178,9 @@ async fn give_back(
     // From here the publish and its ack go together, even while stopping: a retry
     // published and left unacked would come back a second time.
     loop {
-        let published = if to == retry.queue {
-            publisher
-                .park_again(to, &delivery.data, &delivery.properties)
-                .await
-        } else {
-            publisher
-                .return_retry(to, &delivery.data, &delivery.properties)
-                .await
-        };
+        let published = publisher
+            .republish_parked(to, &delivery.data, &delivery.properties, due)
+            .await;
         match published {
             Ok(()) => break,
             Err(e) => {
