@@ -155,26 +155,10 @@ async fn check(
 /// they are empty and no worker of that version parks there any more.
 async fn earlier_retry_queues(conn: &Connection, topology: &Topology) -> anyhow::Result<()> {
     for name in topology.earlier_retry_queues() {
-        let channel = conn.create_channel().await?;
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        match channel
-            .queue_declare(name.as_str().into(), passive, FieldTable::default())
-            .await
-        {
-            Ok(queue) => {
-                println!(
-                    "note: queue {name} is an earlier version's retry queue, holding {} parked job(s) that come back by themselves; delete it once it is empty and no earlier worker runs (rabbitmqctl delete_queue {name})",
-                    queue.message_count()
-                );
-                let _ = channel.close(200, "checked".into()).await;
-            }
-            Err(error) if is_not_found(&error) => {}
-            Err(error) => {
-                return Err(anyhow::Error::new(error).context(format!("checking queue {name}")));
-            }
+        if let Some(messages) = queue_messages(conn, &name).await? {
+            println!(
+                "note: queue {name} is an earlier version's retry queue, holding {messages} parked job(s) that come back by themselves; delete it once it is empty and no earlier worker runs (rabbitmqctl delete_queue {name})"
+            );
         }
     }
     Ok(())
@@ -248,36 +232,28 @@ fn root_cause(error: &anyhow::Error) -> String {
 /// Whether an exchange or queue exists (`None` for a binding), by a passive declare on a
 /// channel of its own: a failed passive declare closes the channel.
 async fn exists(conn: &Connection, declaration: &Declaration) -> anyhow::Result<Option<bool>> {
-    let channel = conn.create_channel().await?;
-    let answer = match declaration {
-        Declaration::Exchange { name, .. } => channel
-            .exchange_declare(
-                name.as_str().into(),
-                // A passive declare compares no type.
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    passive: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map(drop),
-        Declaration::Queue { name, .. } => channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map(drop),
+    let name = match declaration {
+        Declaration::Queue { name, .. } => {
+            return Ok(Some(queue_messages(conn, name).await?.is_some()));
+        }
+        Declaration::Exchange { name, .. } => name,
         Declaration::Binding { .. }
         | Declaration::ExchangeBinding { .. }
         | Declaration::Unbinding { .. } => return Ok(None),
     };
+    let channel = conn.create_channel().await?;
+    let answer = channel
+        .exchange_declare(
+            name.as_str().into(),
+            // A passive declare compares no type.
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
     match answer {
         Ok(()) => {
             let _ = channel.close(200, "checked".into()).await;
@@ -288,6 +264,30 @@ async fn exists(conn: &Connection, declaration: &Declaration) -> anyhow::Result<
             "checking {} (passive declare)",
             declaration.describe()
         ))),
+    }
+}
+
+/// The messages a queue holds (ready ones), by a passive declare on a channel of its own;
+/// `None` when there is no such queue.
+async fn queue_messages(conn: &Connection, name: &str) -> anyhow::Result<Option<u32>> {
+    let channel = conn.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    match channel
+        .queue_declare(name.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(queue) => {
+            let _ = channel.close(200, "checked".into()).await;
+            Ok(Some(queue.message_count()))
+        }
+        Err(error) if is_not_found(&error) => Ok(None),
+        Err(error) => {
+            Err(anyhow::Error::new(error)
+                .context(format!("checking queue {name} (passive declare)")))
+        }
     }
 }
 

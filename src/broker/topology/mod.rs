@@ -114,8 +114,7 @@ impl Topology {
 
     /// Every tier's queue of an earlier version (see [`Topology::earlier_retry_queue`]).
     pub fn earlier_retry_queues(&self) -> Vec<String> {
-        self.lane_names()
-            .flat_map(|lane| self.retry_tiers.iter().map(move |t| (lane, *t)))
+        self.lanes_and_tiers()
             .map(|(lane, tier)| self.earlier_retry_queue(lane, tier))
             .collect()
     }
@@ -127,13 +126,18 @@ impl Topology {
 
     /// Every retry queue with the queue its retries go back to.
     pub fn retry_returns(&self) -> Vec<RetryReturn> {
-        self.lane_names()
-            .flat_map(|lane| self.retry_tiers.iter().map(move |t| (lane, *t)))
+        self.lanes_and_tiers()
             .map(|(lane, tier)| RetryReturn {
                 queue: self.retry_queue(lane, tier),
                 back_to: self.lane_queue(lane).to_owned(),
             })
             .collect()
+    }
+
+    /// Every lane (`None`: the jobs queue) with every retry tier: one retry queue each.
+    fn lanes_and_tiers(&self) -> impl Iterator<Item = (Option<&str>, Duration)> {
+        self.lane_names()
+            .flat_map(|lane| self.retry_tiers.iter().map(move |t| (lane, *t)))
     }
 
     /// `None` for the jobs queue, then every lane's name.
